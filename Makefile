@@ -1,0 +1,46 @@
+# Entry points a person types; CI calls the same ones.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# MoviePy 2.x pins pillow<12, so the comparison in bench-render runs in a venv of its own.
+MOVIEPY_VENV := .venv-moviepy
+PYTEST_ARGS ?=
+
+.PHONY: install test lint format typecheck pytest bench-render clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+$(MOVIEPY_VENV)/bin/python:
+	$(PYTHON) -m venv $(MOVIEPY_VENV)
+	$(MOVIEPY_VENV)/bin/python -m pip install --quiet 'moviepy>=2.1,<3'
+
+bench-render: $(STAMP) $(MOVIEPY_VENV)/bin/python
+	$(BIN)/python benchmarks/render.py --moviepy-python $(MOVIEPY_VENV)/bin/python
+
+clean:
+	rm -rf $(VENV) $(MOVIEPY_VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Alembic migrations of the system of record (arrive with the job store)."""

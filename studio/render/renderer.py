@@ -1,0 +1,183 @@
+"""Render a draft and its media into an MP4.
+
+The order of work: check the draft and every file it names (so that bad input fails
+before anything is encoded), rasterise the texts, synthesise a music bed where one
+is asked for, then stream frames into ffmpeg while the next photos are decoded in
+the background. The output appears under its final name only when it is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from studio.render.encode import AudioInput, Encoder, Quality, default_ffmpeg
+from studio.render.errors import RenderError
+from studio.render.frames import PhotoFrames, compose
+from studio.render.media import HEADROOM, Planes, check_audio, check_photo, load_photo, resolve
+from studio.render.music import synthesize, write_wav
+from studio.render.text import rasterise
+from studio.render.timeline import Timeline, parse_timeline
+
+#: photos decoded ahead of the one being shown
+LOOKAHEAD = 3
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    quality: Quality = Quality.HIGH
+    #: seconds before ffmpeg is killed; default: a minute plus ten times the video's length
+    timeout_s: float | None = None
+    #: the ffmpeg binary; default: the one imageio-ffmpeg ships
+    ffmpeg: str | None = None
+    #: called with the fraction done, about once a second of video
+    progress: Callable[[float], None] | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    path: Path
+    width: int
+    height: int
+    fps: int
+    frames: int
+    duration_s: float
+    size_bytes: int
+    elapsed_s: float
+
+
+def render_draft(
+    draft: Mapping[str, Any],
+    media_dir: Path,
+    output: Path,
+    options: RenderOptions | None = None,
+) -> RenderResult:
+    """Render ``draft`` with the files in ``media_dir`` to ``output`` (an MP4).
+
+    Raises a :class:`~studio.render.errors.RenderError`; on any failure no file is
+    left at ``output`` or beside it.
+    """
+    options = options or RenderOptions()
+    started = time.monotonic()
+    timeline = parse_timeline(draft)
+    photo_paths = [resolve(media_dir, clip.src, clip.where) for clip in timeline.photos]
+    for clip, path in zip(timeline.photos, photo_paths, strict=True):
+        check_photo(path, clip.where)
+    audio_paths: list[Path | None] = []
+    for audio in timeline.audio:
+        audio_path = resolve(media_dir, audio.src, audio.where) if audio.src else None
+        if audio_path is not None:
+            check_audio(audio_path, audio.where)
+        audio_paths.append(audio_path)
+    overlays = tuple(rasterise(text, timeline.canvas) for text in timeline.texts)
+    timeout_s = options.timeout_s or 60.0 + 10.0 * timeline.duration_s
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(f".{output.name}.{secrets.token_hex(4)}.partial")
+    try:
+        with tempfile.TemporaryDirectory(prefix="reelyard-render-") as scratch:
+            audio_inputs = _audio_inputs(timeline, audio_paths, Path(scratch))
+            with (
+                ThreadPoolExecutor(max_workers=2, thread_name_prefix="photo") as pool,
+                Encoder(
+                    ffmpeg=options.ffmpeg or default_ffmpeg(),
+                    canvas=timeline.canvas,
+                    audio=audio_inputs,
+                    total_frames=timeline.frames,
+                    output=partial,
+                    quality=options.quality,
+                    timeout_s=timeout_s,
+                ) as encoder,
+            ):
+                photos = _PhotoCache(timeline, photo_paths, pool)
+                report_every = max(1, timeline.canvas.fps)
+                for index, planes in enumerate(
+                    compose(timeline.frames, timeline.photos, overlays, photos.get)
+                ):
+                    encoder.write(planes)
+                    if options.progress and index % report_every == 0:
+                        options.progress(index / timeline.frames)
+                encoder.finish()
+        partial.replace(output)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+        raise
+    if options.progress:
+        options.progress(1.0)
+    return RenderResult(
+        path=output,
+        width=timeline.canvas.width,
+        height=timeline.canvas.height,
+        fps=timeline.canvas.fps,
+        frames=timeline.frames,
+        duration_s=timeline.duration_s,
+        size_bytes=output.stat().st_size,
+        elapsed_s=time.monotonic() - started,
+    )
+
+
+def _audio_inputs(timeline: Timeline, paths: list[Path | None], scratch: Path) -> list[AudioInput]:
+    inputs = []
+    for index, (clip, path) in enumerate(zip(timeline.audio, paths, strict=True)):
+        source = path
+        if source is None:
+            source = scratch / f"bed-{index}.wav"
+            write_wav(source, synthesize(clip.duration_s, clip.mood))
+        inputs.append(
+            AudioInput(
+                path=source,
+                loop=clip.loop and path is not None,
+                start_s=clip.start_s,
+                duration_s=clip.duration_s,
+                volume=clip.volume,
+                fade_in_s=clip.fade_in_s,
+                fade_out_s=clip.fade_out_s,
+            )
+        )
+    return inputs
+
+
+class _PhotoCache:
+    """Photo planes decoded in the background a few clips ahead, dropped once shown."""
+
+    def __init__(self, timeline: Timeline, paths: list[Path], pool: ThreadPoolExecutor) -> None:
+        self._timeline = timeline
+        self._paths = paths
+        self._pool = pool
+        self._pending: dict[int, Future[Planes]] = {}
+        self._ready: dict[int, PhotoFrames] = {}
+        canvas = timeline.canvas
+        # even sides, so chroma planes are exactly half
+        self._size = (
+            2 * round(canvas.width * HEADROOM / 2),
+            2 * round(canvas.height * HEADROOM / 2),
+        )
+
+    def get(self, index: int) -> PhotoFrames:
+        if index in self._ready:
+            return self._ready[index]
+        for ahead in range(index, min(index + LOOKAHEAD + 1, len(self._paths))):
+            if ahead not in self._pending and ahead not in self._ready:
+                clip = self._timeline.photos[ahead]
+                self._pending[ahead] = self._pool.submit(
+                    load_photo, self._paths[ahead], *self._size, clip.fit, clip.where
+                )
+        try:
+            planes = self._pending.pop(index).result()
+        except RenderError:
+            for future in self._pending.values():
+                future.cancel()
+            raise
+        for done in [i for i in self._ready if i < index - 1]:
+            del self._ready[done]
+        frames = PhotoFrames(self._timeline.photos[index], planes, self._timeline.canvas)
+        self._ready[index] = frames
+        return frames
