@@ -43,9 +43,23 @@ _STYLES = {
 
 
 def synthesize(duration_s: float, mood: Mood = Mood.UPBEAT) -> npt.NDArray[np.int16]:
-    """Stereo 16-bit samples at :data:`SAMPLE_RATE`, ``duration_s`` long."""
+    """Stereo 16-bit samples at :data:`SAMPLE_RATE`, ``duration_s`` long.
+
+    One pass of the progression is made and repeated: every voice is silent or
+    restarts at a bar line, so the loop is seamless and the cost does not grow with
+    the length.
+    """
     style = _STYLES[mood]
     count = max(1, round(duration_s * SAMPLE_RATE))
+    beat_s = 60.0 / style.bpm
+    bar_s = 4 * beat_s
+    loop = _progression(style, round(len(_PROGRESSION) * bar_s * SAMPLE_RATE))
+    repeats = -(-count // len(loop))
+    return np.tile(loop, (repeats, 1))[:count]
+
+
+def _progression(style: _Style, count: int) -> npt.NDArray[np.int16]:
+    """One pass of the chord progression, ``count`` samples long."""
     t = np.arange(count, dtype=np.float64) / SAMPLE_RATE
     beat_s = 60.0 / style.bpm
     bar_s = 4 * beat_s
@@ -90,7 +104,7 @@ def synthesize(duration_s: float, mood: Mood = Mood.UPBEAT) -> npt.NDArray[np.in
         left += kick
         right += kick
     if style.hats:
-        rng = np.random.default_rng(7)
+        rng = np.random.default_rng(7)  # the same hats every time
         since_half = (t + beat_s / 2) % beat_s
         hats = rng.standard_normal(count) * np.exp(-since_half * 60.0) * style.hats
         left += hats
