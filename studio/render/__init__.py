@@ -5,7 +5,14 @@ the tree in :mod:`studio.render.errors`.
 """
 
 from studio.render.encode import QUALITY_PRESETS, Quality
-from studio.render.errors import DraftError, EncoderError, MediaError, RenderError, RenderTimeout
+from studio.render.errors import (
+    DraftError,
+    EncoderError,
+    MediaError,
+    RenderCancelled,
+    RenderError,
+    RenderTimeout,
+)
 from studio.render.renderer import RenderOptions, RenderResult, render_draft
 from studio.render.timeline import Timeline, parse_timeline
 
@@ -15,6 +22,7 @@ __all__ = [
     "EncoderError",
     "MediaError",
     "Quality",
+    "RenderCancelled",
     "RenderError",
     "RenderOptions",
     "RenderResult",

@@ -7,6 +7,7 @@
     ├── MediaError              a media file is missing, corrupt or of an unsupported type
     │                           (names the file and the segment that uses it)
     ├── RenderTimeout           the render ran past its time limit and was killed
+    ├── RenderCancelled         the caller asked it to stop
     └── EncoderError            ffmpeg failed for a reason of its own (its last lines attached)
 
 ``DraftError`` and ``MediaError`` are the caller's fault and will fail again the same
@@ -45,6 +46,10 @@ class RenderTimeout(RenderError):
     """The render exceeded its time limit; ffmpeg was killed."""
 
     retryable = True
+
+
+class RenderCancelled(RenderError):
+    """The render was cancelled through its ``cancel`` event."""
 
 
 class EncoderError(RenderError):

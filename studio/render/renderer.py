@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from studio.render.encode import AudioInput, Encoder, Quality, default_ffmpeg
-from studio.render.errors import RenderError
-from studio.render.frames import PhotoFrames, compose
+from studio.render.errors import RenderCancelled, RenderError
+from studio.render.frames import Overlay, PhotoFrames, compose
 from studio.render.media import HEADROOM, Planes, check_audio, check_photo, load_photo, resolve
 from studio.render.music import synthesize, write_wav
 from studio.render.text import rasterise
@@ -39,6 +40,8 @@ class RenderOptions:
     ffmpeg: str | None = None
     #: called with the fraction done, about once a second of video
     progress: Callable[[float], None] | None = field(default=None, compare=False)
+    #: set it to stop the render (RenderCancelled is raised)
+    cancel: threading.Event | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -82,29 +85,15 @@ def render_draft(
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.{secrets.token_hex(4)}.partial")
     try:
-        with tempfile.TemporaryDirectory(prefix="reelyard-render-") as scratch:
-            audio_inputs = _audio_inputs(timeline, audio_paths, Path(scratch))
-            with (
-                ThreadPoolExecutor(max_workers=2, thread_name_prefix="photo") as pool,
-                Encoder(
-                    ffmpeg=options.ffmpeg or default_ffmpeg(),
-                    canvas=timeline.canvas,
-                    audio=audio_inputs,
-                    total_frames=timeline.frames,
-                    output=partial,
-                    quality=options.quality,
-                    timeout_s=timeout_s,
-                ) as encoder,
-            ):
-                photos = _PhotoCache(timeline, photo_paths, pool)
-                report_every = max(1, timeline.canvas.fps)
-                for index, planes in enumerate(
-                    compose(timeline.frames, timeline.photos, overlays, photos.get)
-                ):
-                    encoder.write(planes)
-                    if options.progress and index % report_every == 0:
-                        options.progress(index / timeline.frames)
-                encoder.finish()
+        _encode(
+            timeline,
+            photo_paths=photo_paths,
+            audio_paths=audio_paths,
+            overlays=overlays,
+            partial=partial,
+            options=options,
+            timeout_s=timeout_s,
+        )
         partial.replace(output)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -122,6 +111,43 @@ def render_draft(
         size_bytes=output.stat().st_size,
         elapsed_s=time.monotonic() - started,
     )
+
+
+def _encode(
+    timeline: Timeline,
+    *,
+    photo_paths: list[Path],
+    audio_paths: list[Path | None],
+    overlays: tuple[Overlay, ...],
+    partial: Path,
+    options: RenderOptions,
+    timeout_s: float,
+) -> None:
+    """Stream every frame into ffmpeg, writing ``partial``."""
+    with tempfile.TemporaryDirectory(prefix="reelyard-render-") as scratch:
+        audio_inputs = _audio_inputs(timeline, audio_paths, Path(scratch))
+        with (
+            ThreadPoolExecutor(max_workers=2, thread_name_prefix="photo") as pool,
+            Encoder(
+                ffmpeg=options.ffmpeg or default_ffmpeg(),
+                canvas=timeline.canvas,
+                audio=audio_inputs,
+                total_frames=timeline.frames,
+                output=partial,
+                quality=options.quality,
+                timeout_s=timeout_s,
+            ) as encoder,
+        ):
+            photos = _PhotoCache(timeline, photo_paths, pool)
+            report_every = max(1, timeline.canvas.fps)
+            frames = compose(timeline.frames, timeline.photos, overlays, photos.get)
+            for index, planes in enumerate(frames):
+                if options.cancel is not None and options.cancel.is_set():
+                    raise RenderCancelled("the render was cancelled")
+                encoder.write(planes)
+                if options.progress and index % report_every == 0:
+                    options.progress(index / timeline.frames)
+            encoder.finish()
 
 
 def _audio_inputs(timeline: Timeline, paths: list[Path | None], scratch: Path) -> list[AudioInput]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from studio.render import (
     DraftError,
     MediaError,
     Quality,
+    RenderCancelled,
     RenderOptions,
     RenderTimeout,
     render_draft,
@@ -152,3 +154,20 @@ def test_failed_render_keeps_an_earlier_output_untouched(media, out_dir):
         render_draft(small_draft(photo("red.jpg", d=-1)), media, out)
     assert out.read_bytes() == b"the earlier video"
     assert files_in(out_dir) == {"out.mp4"}
+
+
+def test_cancelled_render_stops_and_leaves_nothing(media, out_dir):
+    out = out_dir / "out.mp4"
+    cancel = threading.Event()
+    seen: list[float] = []
+
+    def progress(done: float) -> None:
+        seen.append(done)
+        if done > 0:
+            cancel.set()
+
+    draft = small_draft(photo("texture.jpg", 20_000))
+    with pytest.raises(RenderCancelled):
+        render_draft(draft, media, out, RenderOptions(progress=progress, cancel=cancel))
+    assert max(seen) < 0.5
+    assert_nothing_written(out, set())
