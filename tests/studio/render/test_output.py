@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -356,3 +358,24 @@ def test_progress_is_reported_up_to_done(media, tmp_path):
     assert seen[-1] == 1.0
     assert seen == sorted(seen)
     assert len(seen) >= 3
+
+
+def test_pan_left_moves_by_whole_even_pixels_per_frame_where_there_is_room(tmp_path):
+    folder = tmp_path / "media"
+    folder.mkdir()
+    pixels = np.zeros((720, 1280, 3), dtype=np.uint8)
+    pixels[:, 630:650] = 255
+    from PIL import Image  # noqa: PLC0415
+
+    Image.fromarray(pixels).save(folder / "bar.png")
+    draft = small_draft({"src": "bar.png", "d": 500, "m": {"motion": "pan_left"}}, w=640, h=360)
+    out = tmp_path / "out.mp4"
+    render_draft(draft, folder, out)
+    frames = frames_rgb(out, list(range(15)))
+    edges = [int(np.argmax(frames[i].mean(axis=(0, 2)) > 128)) for i in range(15)]
+    steps = {b - a for a, b in itertools.pairwise(edges)}
+    # the picture moves right (the camera pans left), the same even step every frame
+    assert len(steps) == 1
+    (step,) = steps
+    assert step > 0
+    assert step % 2 == 0
