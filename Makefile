@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 MOVIEPY_VENV := .venv-moviepy
 PYTEST_ARGS ?=
 
-.PHONY: install test lint format typecheck pytest bench-render clean
+.PHONY: install test lint format typecheck pytest bench-render bench-studio clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ $(MOVIEPY_VENV)/bin/python:
 
 bench-render: $(STAMP) $(MOVIEPY_VENV)/bin/python
 	$(BIN)/python benchmarks/render.py --moviepy-python $(MOVIEPY_VENV)/bin/python
+
+bench-studio: $(STAMP)
+	$(BIN)/python benchmarks/studio.py
 
 clean:
 	rm -rf $(VENV) $(MOVIEPY_VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -130,5 +130,47 @@ def render(  # click passes options by name
     )
 
 
+@main.command()
+@click.option("--host", envvar="STUDIO_HOST", default="127.0.0.1", show_default=True)
+@click.option(
+    "--port", envvar="STUDIO_PORT", type=click.IntRange(0, 65535), default=8600, show_default=True
+)
+@click.option(
+    "--time-scale",
+    envvar="STUDIO_TIME_SCALE",
+    type=click.FloatRange(min=0),
+    help="Multiplies simulated durations.  [env: STUDIO_TIME_SCALE]",
+)
+@click.option(
+    "--faults", envvar="STUDIO_FAULTS", help="Faults from the start, JSON.  [env: STUDIO_FAULTS]"
+)
+@click.option("--access-log/--no-access-log", default=False, help="A line per request.")
+def studio(
+    *, host: str, port: int, time_scale: float | None, faults: str | None, access_log: bool
+) -> None:
+    """Serve the studio, the Nemo-compatible backend (every setting: studio/config.py)."""
+    import dataclasses  # noqa: PLC0415
+    import logging  # noqa: PLC0415
+
+    from studio.config import ConfigError, StudioConfig  # noqa: PLC0415
+    from studio.faults import FaultConfigError  # noqa: PLC0415
+    from studio.server import serve  # noqa: PLC0415
+
+    logging.basicConfig(level=logging.INFO if access_log else logging.WARNING)
+    try:
+        config = StudioConfig.from_env()
+        changes: dict[str, Any] = {"host": host, "port": port}
+        if time_scale is not None:
+            changes["time_scale"] = time_scale
+        if faults is not None:
+            changes["faults"] = faults
+        config = dataclasses.replace(config, **changes)
+        serve(config, access_log=access_log)
+    except (ConfigError, FaultConfigError) as exc:
+        raise BadInput(str(exc)) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve on {host}:{port}: {exc}") from None
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -85,6 +85,8 @@ NAMED_CANVASES: dict[str, tuple[int, int]] = {
     "4:5": (1080, 1350),
 }
 MIN_SIDE, MAX_SIDE = 64, 1920
+#: no number in a draft is larger: a day in milliseconds (a video is far shorter)
+MAX_NUMBER = 86_400_000.0
 DEFAULT_TRANSITION_MS = 500.0
 DEFAULT_FADE_OUT_MS = 1500.0
 DEFAULT_TEXT_FADE_MS = 300.0
@@ -277,8 +279,12 @@ def _mapping(value: Any, where: str) -> Mapping[str, Any]:
 
 
 def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise DraftError(f"expected a number, got {value!r}", where=where)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise DraftError(f"expected a finite number, got {value!r}", where=where)
+    if abs(value) > MAX_NUMBER:  # an int this large would not even convert to a float
+        raise DraftError(f"out of range (at most {MAX_NUMBER:g})", where=where)
     return float(value)
 
 

@@ -1,0 +1,328 @@
+"""The studio's memory: tokens and credits, sessions and their media, renders, the ledger.
+
+Everything lives in one process behind one lock (the studio stands for a remote
+service; it is not a system of record). The ledger records what the studio was asked,
+so that tests can prove that nothing was sent, charged, uploaded or rendered twice.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from studio.config import StudioConfig
+from studio.envelopes import NemoFailure
+from studio.faults import Faults
+from studio.media import MediaFile
+
+Clock = Callable[[], float]
+
+
+def iso(timestamp: float) -> str:
+    return (
+        datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    )
+
+
+@dataclass
+class Account:
+    token: str
+    user_id: str
+    client_id: str | None
+    issued_at: float
+    expires_at: float | None
+    available: int
+    frozen: int = 0
+    paid: bool = False
+    calls: int = 0
+    revoked: bool = False
+
+    def live(self, now: float) -> bool:
+        return not self.revoked and (self.expires_at is None or now < self.expires_at)
+
+
+@dataclass
+class Session:
+    session_id: str
+    task_id: str
+    user_id: str
+    language: str
+    created_at: float
+    expires_at: float
+    media: list[MediaFile] = field(default_factory=list)
+    draft: dict[str, Any] | None = None
+    generated_media: list[dict[str, Any]] = field(default_factory=list)
+    turns: int = 0
+
+
+class RenderStatus(StrEnum):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+@dataclass
+class Render:
+    render_id: str
+    session_id: str
+    user_id: str
+    draft: dict[str, Any]
+    output: dict[str, Any]
+    created_at: float
+    status: RenderStatus = RenderStatus.PENDING
+    progress: float = 0.0
+    started_at: float | None = None
+    completed_at: float | None = None
+    error: str | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (RenderStatus.COMPLETED, RenderStatus.FAILED)
+
+
+@dataclass
+class Ledger:
+    #: per session: every message received, in order
+    messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: per session: credits charged by its turns
+    credits: dict[str, int] = field(default_factory=dict)
+    #: per render id: submissions (every POST naming it) and its final status
+    renders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: per client id: anonymous tokens issued
+    tokens: dict[str, int] = field(default_factory=dict)
+    #: per session: uploads by content hash
+    uploads: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "sessions": {
+                sid: {
+                    "messages": self.messages.get(sid, []),
+                    "credits_charged": self.credits.get(sid, 0),
+                    "uploads": self.uploads.get(sid, {}),
+                }
+                for sid in sorted({*self.messages, *self.credits, *self.uploads})
+            },
+            "renders": self.renders,
+            "tokens": self.tokens,
+        }
+
+
+class Store:
+    def __init__(self, config: StudioConfig, faults: Faults, clock: Clock = time.time) -> None:
+        self.config = config
+        self.faults = faults
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.accounts: dict[str, Account] = {}
+        self.by_client: dict[str, Account] = {}
+        self.issued_by_ip: dict[str, list[float]] = {}
+        self.sessions: dict[str, Session] = {}
+        self.renders: dict[str, Render] = {}
+        self.ledger = Ledger()
+        self._add_paid_tokens()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.accounts.clear()
+            self.by_client.clear()
+            self.issued_by_ip.clear()
+            self.sessions.clear()
+            for render in self.renders.values():
+                render.cancel.set()
+            self.renders.clear()
+            self.ledger = Ledger()
+            self._add_paid_tokens()
+
+    def _add_paid_tokens(self) -> None:
+        for index, (token, credits) in enumerate(self.config.paid_tokens.items()):
+            self.accounts[token] = Account(
+                token=token,
+                user_id=f"user_paid_{index + 1}",
+                client_id=None,
+                issued_at=self.clock(),
+                expires_at=None,
+                available=credits,
+                paid=True,
+            )
+
+    # tokens and credits
+
+    def issue_anonymous(self, client_id: str, address: str) -> Account:
+        """A new anonymous token, within the per-client and per-address limits."""
+        now = self.clock()
+        window = self.config.token_window_s
+        with self.lock:
+            previous = self.by_client.get(client_id)
+            if previous and previous.live(now) and now - previous.issued_at < window:
+                raise NemoFailure(
+                    429,
+                    "a token was already issued for this client id; reuse it until it expires",
+                    retry_after_s=previous.issued_at + window - now,
+                )
+            recent = [t for t in self.issued_by_ip.get(address, []) if now - t < window]
+            if len(recent) >= self.config.tokens_per_ip:
+                raise NemoFailure(
+                    429,
+                    "too many anonymous tokens from this address",
+                    retry_after_s=recent[0] + window - now,
+                )
+            account = Account(
+                token=f"nmv_usr_{secrets.token_urlsafe(24)}",
+                user_id=f"anon_{uuid.uuid4().hex[:16]}",
+                client_id=client_id,
+                issued_at=now,
+                expires_at=now + self.config.token_ttl_s,
+                available=self.config.free_credits,
+            )
+            self.accounts[account.token] = account
+            self.by_client[client_id] = account
+            self.issued_by_ip[address] = [*recent, now]
+            self.ledger.tokens[client_id] = self.ledger.tokens.get(client_id, 0) + 1
+            return account
+
+    def authenticate(self, authorization: str | None) -> Account:
+        """The account of a ``Bearer`` token; 1001 when it is missing, unknown or dead."""
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise NemoFailure(1001, "missing bearer token")
+        with self.lock:
+            account = self.accounts.get(token.strip())
+            if account is None or not account.live(self.clock()):
+                raise NemoFailure(1001)
+            account.calls += 1
+            limit = self.faults.number("token_expiry_after")
+            if (limit is not None and account.calls > limit) or self.faults.fires("token_expiry"):
+                account.revoked = True
+                raise NemoFailure(1001)
+            return account
+
+    def balance(self, account: Account) -> dict[str, int]:
+        with self.lock:
+            return {
+                "available": account.available,
+                "frozen": account.frozen,
+                "total": account.available + account.frozen,
+            }
+
+    def reserve(self, account: Account, cost: int, *, turn: bool = True) -> None:
+        """Freeze the credits a turn (or an export) will cost; 2001 before any work if
+        they are not there. The ``out_of_credits`` fault strikes turns only."""
+        with self.lock:
+            if (turn and self.faults.fires("out_of_credits")) or account.available < cost:
+                what = "turn" if turn else "export"
+                raise NemoFailure(
+                    2001,
+                    f"out of credits: this {what} costs {cost}, {account.available} available",
+                )
+            account.available -= cost
+            account.frozen += cost
+
+    def release(self, account: Account, cost: int) -> None:
+        """The work was refused after all: its frozen credits go back."""
+        with self.lock:
+            account.frozen -= cost
+            account.available += cost
+
+    def settle(self, account: Account, session_id: str, cost: int) -> None:
+        """The turn is done: its frozen credits are spent."""
+        with self.lock:
+            account.frozen -= cost
+            self.ledger.credits[session_id] = self.ledger.credits.get(session_id, 0) + cost
+
+    # sessions
+
+    def create_session(self, account: Account, language: str) -> Session:
+        now = self.clock()
+        session = Session(
+            session_id=f"sess_{uuid.uuid4().hex}",
+            task_id=f"task_{uuid.uuid4().hex[:20]}",
+            user_id=account.user_id,
+            language=language,
+            created_at=now,
+            expires_at=now + self.config.session_ttl_s,
+        )
+        with self.lock:
+            self.sessions[session.session_id] = session
+        return session
+
+    def session(self, account: Account, session_id: Any, user: str = "me") -> Session:
+        """A live session of this account; 1002 otherwise."""
+        if not isinstance(session_id, str) or not session_id:
+            raise NemoFailure(1002, "session not found: no session id given")
+        with self.lock:
+            session = self.sessions.get(session_id)
+            if (
+                session is None
+                or session.user_id != account.user_id
+                or user not in ("me", account.user_id)
+            ):
+                raise NemoFailure(1002)
+            if self.clock() >= session.expires_at or self.faults.fires("session_loss"):
+                del self.sessions[session_id]
+                raise NemoFailure(1002)
+            return session
+
+    def add_media(self, session: Session, files: list[MediaFile]) -> None:
+        with self.lock:
+            session.media.extend(files)
+            counts = self.ledger.uploads.setdefault(session.session_id, {})
+            for media in files:
+                counts[media.hash] = counts.get(media.hash, 0) + 1
+
+    def set_draft(self, session: Session, draft: dict[str, Any]) -> None:
+        with self.lock:
+            session.draft = draft
+
+    def record_message(self, session: Session, text: str, kind: str, cost: int) -> dict[str, Any]:
+        with self.lock:
+            messages = self.ledger.messages.setdefault(session.session_id, [])
+            entry = {
+                "text": text,
+                "at": iso(self.clock()),
+                "kind": kind,
+                "credits": cost,
+                "repeat": any(m["text"] == text for m in messages),
+            }
+            messages.append(entry)
+            session.turns += 1
+            return entry
+
+    # renders
+
+    def count_submission(self, render_id: str) -> None:
+        with self.lock:
+            entry = self.ledger.renders.setdefault(render_id, {"submissions": 0, "status": None})
+            entry["submissions"] += 1
+
+    def add_render(self, render: Render) -> None:
+        """Register a new render id; 4009 if the id was used before."""
+        with self.lock:
+            if render.render_id in self.renders:
+                raise NemoFailure(4009, f"render id {render.render_id} already exists")
+            self.renders[render.render_id] = render
+            self.ledger.renders[render.render_id]["status"] = render.status.value
+
+    def update_render(self, render: Render, **changes: Any) -> None:
+        with self.lock:
+            for key, value in changes.items():
+                setattr(render, key, value)
+            entry = self.ledger.renders.get(render.render_id)
+            if entry is not None:
+                entry["status"] = render.status.value
+
+    def render(self, render_id: str, account: Account) -> Render:
+        with self.lock:
+            render = self.renders.get(render_id)
+            if render is None or render.user_id != account.user_id:
+                raise NemoFailure(4004, f"no render {render_id}")
+            return render
