@@ -144,6 +144,9 @@ class _IterableReader(io.RawIOBase):
 
 def _readable(content: IO[bytes] | Iterable[bytes]) -> IO[bytes]:
     """A file object for httpx: the content itself, or a reader over its pieces."""
+    if isinstance(content, bytes | bytearray | memoryview):
+        # bytes are an iterable of ints, not of pieces: read them as the one piece they are
+        return io.BytesIO(bytes(content))
     if hasattr(content, "read"):
         return cast(IO[bytes], content)
     return cast(IO[bytes], _IterableReader(content))

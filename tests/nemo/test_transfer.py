@@ -299,3 +299,15 @@ def test_a_generator_is_uploaded_as_it_is_produced():
     assert seen["total"] > 64 * MB
     assert seen["source_read_at_first_piece"] <= 1
     assert len(produced) == 64
+
+
+def test_raw_bytes_are_uploaded_as_they_are_not_as_a_list_of_numbers():
+    bodies: list[bytes] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        bodies.append(request.read())
+        return httpx.Response(200, json={"code": 0, "data": {"files": []}})
+
+    client = make_client(server)
+    client.upload_files("s1", [FileUpload("tone.wav", b"RIFF-the-real-bytes")])
+    assert b"RIFF-the-real-bytes" in bodies[0]
