@@ -23,6 +23,7 @@ from nemo import (
     OutOfCredits,
     RateLimited,
     RenderState,
+    Secret,
     SessionNotFound,
     StreamBroken,
     Text,
@@ -30,17 +31,23 @@ from nemo import (
     ToolResult,
     Turn,
     build_http_client,
+    diff,
 )
 from tests.studio.api.conftest import StudioProcess, start_studio
 
 pytestmark = pytest.mark.slow
 
 CLIENT_ID = "6f1c2a3e-0000-4000-8000-000000000001"
+PAID_TOKEN = "nmv_paid_tests"  # noqa: S105 (a token the test studio is configured with)
 
 
 @pytest.fixture(scope="module")
 def studio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StudioProcess]:
-    server = start_studio(tmp_path_factory.mktemp("studio"), STUDIO_SILENT_CLOSE_RATIO="0")
+    server = start_studio(
+        tmp_path_factory.mktemp("studio"),
+        STUDIO_SILENT_CLOSE_RATIO="0",
+        STUDIO_PAID_TOKENS=f"{PAID_TOKEN}:100000",
+    )
     yield server
     server.stop()
 
@@ -228,3 +235,33 @@ def test_file_upload_type_comes_from_the_bytes(client, photos, tmp_path):
         renamed = FileUpload("song.mp3", content)
         (uploaded,) = client.upload_files(session.session_id, [renamed]).files
     assert uploaded.file_type == "image"
+
+
+@pytest.fixture
+def paid_client(studio: StudioProcess) -> Iterator[NemoClient]:
+    config = NemoConfig(base_url=studio.url, token=Secret(PAID_TOKEN), turn_limit=60)
+    with build_http_client(config) as http:
+        yield NemoClient(http, config)
+
+
+def test_summary_and_diff_of_real_studio_drafts_word_for_word(paid_client, photos):
+    client = paid_client
+    session = client.create_session("en")
+    client.upload_urls(session.session_id, urls(photos))
+    Turn.collect(client.chat(session.session_id, "a 9-second video titled 'Sale' with calm music"))
+    before = client.state(session.session_id).draft
+    Turn.collect(client.chat(session.session_id, "change the title to 'Last Chance'"))
+    after = client.state(session.session_id).draft
+    assert before.summary() == SUMMARY_BEFORE
+    assert after.summary() == SUMMARY_AFTER
+    assert diff(before, after) == DIFF
+
+
+SUMMARY_BEFORE = (
+    'Timeline (3 tracks): 1. Video: 3 clips (0-9s) 2. BGM: Calm (0-9s, 35%) 3. Title: "Sale" (0-3s)'
+)
+SUMMARY_AFTER = (
+    "Timeline (3 tracks): 1. Video: 3 clips (0-9s) 2. BGM: Calm (0-9s, 35%) "
+    '3. Title: "Last Chance" (0-3s)'
+)
+DIFF = 'Changed Title: "Sale" (0-3s) → "Last Chance" (0-3s).'
