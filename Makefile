@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 MOVIEPY_VENV := .venv-moviepy
 PYTEST_ARGS ?=
 
+# Benchmark scripts run as files, so benchmarks/ is first on their path: no benchmark may be
+# named like a package of ours (benchmarks/studio.py would hide the studio package).
 .PHONY: install test lint format typecheck pytest bench-render bench-studio clean
 
 $(BIN)/python:
@@ -43,7 +45,7 @@ bench-render: $(STAMP) $(MOVIEPY_VENV)/bin/python
 	$(BIN)/python benchmarks/render.py --moviepy-python $(MOVIEPY_VENV)/bin/python
 
 bench-studio: $(STAMP)
-	$(BIN)/python benchmarks/studio.py
+	$(BIN)/python benchmarks/studio_streams.py
 
 clean:
 	rm -rf $(VENV) $(MOVIEPY_VENV) .mypy_cache .ruff_cache .pytest_cache
