@@ -153,15 +153,21 @@ def _ratio_default_note(images: Sequence[MediaItem]) -> str:
     return "no aspect ratio asked: 16:9 landscape"
 
 
+def _stated_length(wishes: Wishes, count: int) -> int | None:
+    """The length the prompt states outright (a length, a time per photo, "short")."""
+    if wishes.length_ms is not None:
+        return wishes.length_ms
+    if wishes.per_photo_ms is not None:
+        return wishes.per_photo_ms * count
+    if wishes.short:
+        return SHORT_MS
+    return None
+
+
 def _asked_length(wishes: Wishes, count: int, notes: list[str]) -> int:
     """The length the prompt asks for a new video, before it is fitted to the photos."""
-    if wishes.length_ms is not None:
-        asked = wishes.length_ms
-    elif wishes.per_photo_ms is not None:
-        asked = wishes.per_photo_ms * count
-    elif wishes.short:
-        asked = SHORT_MS
-    else:
+    asked = _stated_length(wishes, count)
+    if asked is None:
         per_photo = PER_PHOTO_MS * (wishes.speed or 1.0)
         asked = round(per_photo * count / 100) * 100
         if wishes.speed is None:
@@ -575,20 +581,16 @@ def _edit_fit(work: _Edit, wishes: Wishes) -> None:
 def _edit_timing(work: _Edit, wishes: Wishes) -> None:
     count = len(work.segments)
     old = work.total_ms
-    if wishes.length_ms is not None:
-        asked = wishes.length_ms
-    elif wishes.per_photo_ms is not None:
-        asked = wishes.per_photo_ms * count
-    elif wishes.short:
-        asked = SHORT_MS
+    stated = _stated_length(wishes, count)
+    if stated is not None:
+        asked = stated
     elif wishes.speed is not None:
         asked = max(round(old * work.stretch * wishes.speed / 100) * 100, 100)
     elif work.retime:
         asked = round(old * work.stretch / 100) * 100 if work.stretch != 1 else old
     else:
         return
-    given = wishes.length_ms is not None or wishes.per_photo_ms is not None or wishes.short
-    if wishes.speed is not None and given:
+    if wishes.speed is not None and stated is not None:
         work.notes.append(_SPEED_IGNORED)
     asked = _capped(asked, work.notes)
     if asked == old and not work.retime:
