@@ -21,7 +21,9 @@ MoviePy runs once. Outputs are probed with PyAV (h264 + aac, the canvas size, 30
 any failure exits non-zero. The last line of stdout is one JSON object:
 ``reelyard_s, moviepy_s, floor_s, speedup_vs_moviepy, ratio_to_floor`` (the speedup is
 ``moviepy_s / reelyard_s``, the ratio ``reelyard_s / floor_s``), then
-``moviepy_peak_rss_mb``, ``moviepy_tuned_s``, ``speedup_vs_moviepy_tuned`` and ``runs``.
+``ssim`` (of (a) against a reference render of the same draft: Lanczos warps, no crop
+pans, x264 near-lossless), ``moviepy_peak_rss_mb``, ``moviepy_tuned_s``,
+``speedup_vs_moviepy_tuned`` and ``runs``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -247,6 +250,19 @@ def time_floor(raw: Path, output: Path, quality: Quality) -> float:
     return time.perf_counter() - started
 
 
+def measure_ssim(video: Path, reference: Path) -> float:
+    """ffmpeg's SSIM of ``video`` against ``reference``, all planes, over every frame."""
+    command = [
+        default_ffmpeg(), "-hide_banner", "-nostdin", "-i", str(video), "-i", str(reference),
+        "-lavfi", "[0:v][1:v]ssim", "-f", "null", "-",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    found = re.search(r"SSIM .* All:([0-9.]+)", result.stderr)
+    if result.returncode != 0 or found is None:
+        raise BenchmarkError(f"measuring SSIM failed:\n{result.stderr[-2000:]}")
+    return float(found[1])
+
+
 def run_moviepy(
     python: Path, photos: list[Path], music: Path, output: Path, *, quality: Quality, style: str
 ) -> MoviePyRun:
@@ -343,6 +359,8 @@ class Results:
     reelyard_probe: Probe
     moviepy: MoviePyRun | None
     moviepy_tuned: MoviePyRun | None
+    ssim: float
+    reference_s: float
 
 
 def progress(message: str) -> None:
@@ -387,6 +405,12 @@ def benchmark(args: argparse.Namespace, quality: Quality, workdir: Path, raw: Pa
         progress(f"run {run}/{args.runs}: (c) encode-only floor {floor_s[-1]:.2f} s")
     raw.unlink()
 
+    # quality: the same draft, rendered with no shortcut and near-lossless, is the reference
+    reference = workdir / "reference.mp4"
+    reference_s = time_reelyard(draft, media, reference, Quality.REFERENCE)
+    ssim = measure_ssim(output, reference)
+    progress(f"reference render {reference_s:.2f} s; SSIM of (a) against it {ssim:.4f}")
+
     runs: dict[str, MoviePyRun] = {}
     if not args.skip_moviepy:
         for style in ("plain", "tuned"):
@@ -400,7 +424,16 @@ def benchmark(args: argparse.Namespace, quality: Quality, workdir: Path, raw: Pa
                 style=style,
             )
             progress(f"(b) MoviePy, {style}: {runs[style].wall_s:.2f} s")
-    return Results(quality, reelyard_s, floor_s, probes[-1], runs.get("plain"), runs.get("tuned"))
+    return Results(
+        quality,
+        reelyard_s,
+        floor_s,
+        probes[-1],
+        runs.get("plain"),
+        runs.get("tuned"),
+        ssim,
+        reference_s,
+    )
 
 
 def ffmpeg_version() -> str:
@@ -451,6 +484,11 @@ def report(results: Results) -> None:
     if tuned is not None:
         print(f"  reelyard is {tuned.wall_s / reelyard:.2f}x as fast as MoviePy tuned")
     print(f"  reelyard takes {reelyard / floor:.2f}x the time of x264 alone")
+    print(
+        f"  SSIM against a reference render (Lanczos, no shortcuts, CRF "
+        f"{QUALITY_PRESETS[Quality.REFERENCE].crf}): {results.ssim:.4f} "
+        f"(the reference took {results.reference_s:.1f} s)"
+    )
     if moviepy is not None:
         build, write = moviepy.details.get("build_s"), moviepy.details.get("write_s")
         if build is not None and write is not None:
@@ -480,6 +518,7 @@ def report(results: Results) -> None:
                 "floor_s": round(floor, 3),
                 "speedup_vs_moviepy": round(moviepy.wall_s / reelyard, 2) if moviepy else None,
                 "ratio_to_floor": round(reelyard / floor, 3),
+                "ssim": round(results.ssim, 4),
                 "moviepy_peak_rss_mb": round(moviepy.peak_rss_mb, 1) if moviepy else None,
                 "moviepy_tuned_s": round(tuned.wall_s, 2) if tuned else None,
                 "speedup_vs_moviepy_tuned": round(tuned.wall_s / reelyard, 2) if tuned else None,

@@ -35,6 +35,8 @@ _PIPE_BYTES = 1 << 20
 class Quality(StrEnum):
     HIGH = "high"
     DRAFT = "draft"
+    #: near-lossless, every frame resampled with Lanczos: what the others are measured against
+    REFERENCE = "reference"
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class X264:
 QUALITY_PRESETS: dict[Quality, X264] = {
     Quality.HIGH: X264(preset="veryfast", crf=20),
     Quality.DRAFT: X264(preset="ultrafast", crf=28),
+    Quality.REFERENCE: X264(preset="medium", crf=10),
 }
 
 

@@ -115,12 +115,17 @@ def crop_pan(
 class PhotoFrames:
     """Frames of one photo clip: a crop or a warp of its prepared planes per frame."""
 
-    def __init__(self, clip: PhotoClip, planes: Planes, canvas: Canvas) -> None:
+    def __init__(
+        self, clip: PhotoClip, planes: Planes, canvas: Canvas, *, reference: bool = False
+    ) -> None:
         self.clip = clip
         self.planes = planes
         self.width = canvas.width
         self.height = canvas.height
         self._still: tuple[Plane, Plane, Plane] | None = None
+        # the reference render resamples with Lanczos; a crop pan is exact, and is the
+        # motion itself (where the camera is at each frame), so both renders share it
+        self._interpolation = cv2.INTER_LANCZOS4 if reference else cv2.INTER_LINEAR
         self._crop = crop_pan(clip.motion, clip.frames, planes, canvas.width, canvas.height)
 
     def frame(self, index: int, extra_zoom: float = 1.0) -> tuple[Plane, Plane, Plane]:
@@ -142,9 +147,33 @@ class PhotoFrames:
         ratio = source.width / zoom / self.width
         half_w, half_h = self.width // 2, self.height // 2
         planes = (
-            _warp(source.y, left, top, ratio=ratio, width=self.width, height=self.height),
-            _warp(source.u, left / 2, top / 2, ratio=ratio, width=half_w, height=half_h),
-            _warp(source.v, left / 2, top / 2, ratio=ratio, width=half_w, height=half_h),
+            _warp(
+                source.y,
+                left,
+                top,
+                ratio=ratio,
+                width=self.width,
+                height=self.height,
+                interpolation=self._interpolation,
+            ),
+            _warp(
+                source.u,
+                left / 2,
+                top / 2,
+                ratio=ratio,
+                width=half_w,
+                height=half_h,
+                interpolation=self._interpolation,
+            ),
+            _warp(
+                source.v,
+                left / 2,
+                top / 2,
+                ratio=ratio,
+                width=half_w,
+                height=half_h,
+                interpolation=self._interpolation,
+            ),
         )
         if still:
             self._still = planes
@@ -159,7 +188,16 @@ class PhotoFrames:
         )
 
 
-def _warp(plane: Plane, left: float, top: float, *, ratio: float, width: int, height: int) -> Plane:
+def _warp(
+    plane: Plane,
+    left: float,
+    top: float,
+    *,
+    ratio: float,
+    width: int,
+    height: int,
+    interpolation: int = cv2.INTER_LINEAR,
+) -> Plane:
     shift = 0.5 * ratio - 0.5
     matrix = np.array(
         [[ratio, 0.0, left + shift], [0.0, ratio, top + shift]],
@@ -169,7 +207,7 @@ def _warp(plane: Plane, left: float, top: float, *, ratio: float, width: int, he
         plane,
         matrix,
         (width, height),
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        flags=interpolation | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_REPLICATE,
     )
     return cast(Plane, warped)

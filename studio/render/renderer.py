@@ -143,7 +143,9 @@ def _encode(
                 timeout_s=timeout_s,
             ) as encoder,
         ):
-            photos = _PhotoCache(timeline, photo_paths, pool)
+            photos = _PhotoCache(
+                timeline, photo_paths, pool, reference=options.quality is Quality.REFERENCE
+            )
             report_every = max(1, timeline.canvas.fps)
             frames = compose(timeline.frames, timeline.photos, overlays, photos.get)
             for index, planes in enumerate(frames):
@@ -179,7 +181,15 @@ def _audio_inputs(timeline: Timeline, paths: list[Path | None], scratch: Path) -
 class _PhotoCache:
     """Photo planes decoded in the background a few clips ahead, dropped once shown."""
 
-    def __init__(self, timeline: Timeline, paths: list[Path], pool: ThreadPoolExecutor) -> None:
+    def __init__(
+        self,
+        timeline: Timeline,
+        paths: list[Path],
+        pool: ThreadPoolExecutor,
+        *,
+        reference: bool = False,
+    ) -> None:
+        self._reference = reference
         self._timeline = timeline
         self._paths = paths
         self._pool = pool
@@ -209,6 +219,8 @@ class _PhotoCache:
             raise
         for done in [i for i in self._ready if i < index - 1]:
             del self._ready[done]
-        frames = PhotoFrames(self._timeline.photos[index], planes, self._timeline.canvas)
+        frames = PhotoFrames(
+            self._timeline.photos[index], planes, self._timeline.canvas, reference=self._reference
+        )
         self._ready[index] = frames
         return frames
