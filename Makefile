@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 # Benchmark scripts run as files, so benchmarks/ is first on their path: no benchmark may be
 # named like a package of ours (benchmarks/studio.py would hide the studio package).
-.PHONY: install test lint format typecheck pytest bench-render bench-studio clean
+.PHONY: install test lint format typecheck pytest bench-render bench-studio bench-api clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,9 @@ bench-render: $(STAMP) $(MOVIEPY_VENV)/bin/python
 
 bench-studio: $(STAMP)
 	$(BIN)/python benchmarks/studio_streams.py
+
+bench-api: $(STAMP)
+	$(BIN)/python benchmarks/api_load.py
 
 clean:
 	rm -rf $(VENV) $(MOVIEPY_VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,5 +1,13 @@
 """The public REST API: the Flask app factory, blueprints, schemas, auth and errors.
 
-Empty until the job store and API land; it stands here so the layout shows the
-architecture from the first commit.
+- ``api.app``: ``create_app(settings)``, the factory gunicorn serves
+- ``api.jobs``, ``api.batches``, ``api.system``: the endpoints (flask-smorest blueprints)
+- ``api.schemas``: marshmallow input and output schemas, every validation rule
+- ``api.errors``: the one error shape and its stable codes
+- ``api.context``: the request's session and the caller's tenant (API-key auth)
+- ``api.idempotency``: the ``Idempotency-Key`` header
+- ``api.events``: the event log as JSON and as Server-Sent Events
+- ``api.commands``: ``reelyard api``, ``migrate``, ``tenants``, ``keys``
+
+``docs/api.md`` is the guide.
 """

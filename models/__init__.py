@@ -1,4 +1,29 @@
 """The system of record: SQLAlchemy models, engine and session handling, queries.
 
-Empty until the job store lands; it stands here so the layout shows the architecture.
+- ``models.base``: the declarative base and shared column types
+- ``models.access``: tenants and API keys
+- ``models.jobs``: jobs, their event log, batches, revisions; terminal transitions
+- ``models.idempotency``: idempotency keys
+- ``models.upstream``: the service-wide upstream credentials
+- ``models.db``: engines and sessions
 """
+
+from models.access import ApiKey, Tenant
+from models.base import Base
+from models.idempotency import IdempotencyKey
+from models.jobs import Batch, EventType, Job, JobEvent, JobStatus, Stage
+from models.upstream import UpstreamCredentials
+
+__all__ = [
+    "ApiKey",
+    "Base",
+    "Batch",
+    "EventType",
+    "IdempotencyKey",
+    "Job",
+    "JobEvent",
+    "JobStatus",
+    "Stage",
+    "Tenant",
+    "UpstreamCredentials",
+]

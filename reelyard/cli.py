@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from api.commands import api_command, keys_group, migrate_command, tenants_group
 from reelyard import __version__
 
 #: a draft is a small JSON document; anything larger is not one
@@ -170,6 +171,13 @@ def studio(
         raise BadInput(str(exc)) from None
     except OSError as exc:
         raise click.ClickException(f"cannot serve on {host}:{port}: {exc}") from None
+
+
+# the service's processes and its administration (each loads its dependencies when run)
+main.add_command(api_command)  # reelyard api
+main.add_command(migrate_command)  # reelyard migrate
+main.add_command(tenants_group)  # reelyard tenants create NAME
+main.add_command(keys_group)  # reelyard keys create TENANT / revoke PREFIX
 
 
 if __name__ == "__main__":  # pragma: no cover

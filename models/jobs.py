@@ -1,0 +1,326 @@
+"""Jobs, their event log, batches and revisions.
+
+A job's row is both the request and the pipeline's checkpoint (design.md, "The job
+and its pipeline"): each stage writes what it learned here before acting where
+acting twice would cost money. Terminal states are final: every transition into one
+is a guarded UPDATE (:func:`finish_job`) that matches only a job still ``queued`` or
+``running``, so a second terminal transition updates no row; the table's checks keep
+``finished_at`` and the result or error consistent with the status.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    String,
+    Table,
+    Text,
+    and_,
+    insert,
+    text,
+    update,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from models.base import Base, BigID, utcnow, value_enum
+from models.ids import MAX_ID_LENGTH, new_id
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
+ACTIVE_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.RUNNING})
+
+
+class Stage(enum.StrEnum):
+    """The pipeline's stages, in order (design.md)."""
+
+    AUTHORIZE = "authorize"
+    OPEN_SESSION = "open_session"
+    UPLOAD = "upload"
+    EDIT = "edit"
+    EXPORT = "export"
+    POLL_RENDER = "poll_render"
+    FINALIZE = "finalize"
+
+
+class EventType(enum.StrEnum):
+    CREATED = "created"
+    STAGE = "stage"
+    PROGRESS = "progress"
+    MESSAGE = "message"
+    RETRY = "retry"
+    ERROR = "error"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class Batch(Base):
+    """Jobs submitted together in one request."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(MAX_ID_LENGTH), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    job_count: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        Index("ix_batches_tenant_id_id", "tenant_id", "id"),
+        CheckConstraint("job_count BETWEEN 1 AND 100", name="job_count_range"),
+    )
+
+
+_TERMINAL_SQL = "('succeeded', 'failed', 'canceled')"
+_ACTIVE_SQL = "('queued', 'running')"
+
+
+class Job(Base):
+    """One video to make: the request, the pipeline's checkpoints and the outcome."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(MAX_ID_LENGTH), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"))
+    #: the job this one revises (same tenant, same upstream session, a new instruction)
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+
+    status: Mapped[JobStatus] = mapped_column(
+        value_enum(JobStatus, "job_status"), default=JobStatus.QUEUED
+    )
+    stage: Mapped[Stage] = mapped_column(value_enum(Stage, "job_stage"), default=Stage.AUTHORIZE)
+    progress: Mapped[int] = mapped_column(default=0)
+
+    # the request, as accepted
+    image_urls: Mapped[list[Any]]
+    prompt: Mapped[str] = mapped_column(Text)
+    options: Mapped[dict[str, Any]]
+    #: the caller's own key/values, echoed back everywhere (``metadata`` is taken by
+    #: SQLAlchemy's declarative base, hence the attribute's name)
+    caller_metadata: Mapped[dict[str, Any]] = mapped_column("metadata")
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+
+    # the pipeline's checkpoints
+    upstream_session_id: Mapped[str | None] = mapped_column(String(200))
+    #: ``[{"url": ..., "media_id": ...}]`` for each image the upstream holds
+    uploaded_media: Mapped[list[Any] | None]
+    draft_before: Mapped[dict[str, Any] | None]
+    draft_after: Mapped[dict[str, Any] | None]
+    #: set before the prompt goes out; a resumed job with it set never re-sends
+    edit_sent_at: Mapped[datetime | None]
+    #: derived from the job and ``render_attempt``, stored before the export POST
+    render_id: Mapped[str | None] = mapped_column(String(200))
+    render_attempt: Mapped[int] = mapped_column(default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None]
+    next_run_at: Mapped[datetime | None] = mapped_column(default=utcnow)
+    deadline_at: Mapped[datetime | None]
+    #: attempts of the current stage (reset when the stage changes) and of the job
+    stage_attempts: Mapped[int] = mapped_column(default=0)
+    total_attempts: Mapped[int] = mapped_column(default=0)
+
+    # the outcome
+    video_url: Mapped[str | None] = mapped_column(Text)
+    video_width: Mapped[int | None]
+    video_height: Mapped[int | None]
+    video_duration_s: Mapped[float | None] = mapped_column(Float)
+    video_size_bytes: Mapped[int | None] = mapped_column(BigID)
+    error_code: Mapped[str | None] = mapped_column(String(100))
+    error_message: Mapped[str | None] = mapped_column(Text)
+
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        CheckConstraint("progress BETWEEN 0 AND 100", name="progress_range"),
+        CheckConstraint(
+            f"(status IN {_TERMINAL_SQL}) = (finished_at IS NOT NULL)",
+            name="finished_iff_terminal",
+        ),
+        CheckConstraint(
+            "status <> 'succeeded' OR video_url IS NOT NULL", name="succeeded_has_video"
+        ),
+        CheckConstraint("status <> 'failed' OR error_code IS NOT NULL", name="failed_has_error"),
+        CheckConstraint(
+            "render_attempt >= 0 AND stage_attempts >= 0 AND total_attempts >= 0",
+            name="attempts_not_negative",
+        ),
+        # a tenant's jobs, newest first, optionally by status (the list endpoint)
+        Index("ix_jobs_tenant_id_id", "tenant_id", "id"),
+        Index("ix_jobs_tenant_id_status_id", "tenant_id", "status", "id"),
+        Index("ix_jobs_batch_id", "batch_id"),
+        Index("ix_jobs_parent_id", "parent_id"),
+        # what the reconciler sweeps: live jobs that are due or whose lease ran out
+        Index(
+            "ix_jobs_due",
+            "next_run_at",
+            postgresql_where=text(f"status IN {_ACTIVE_SQL}"),
+            sqlite_where=text(f"status IN {_ACTIVE_SQL}"),
+        ),
+    )
+
+
+class JobEvent(Base):
+    """One entry of a job's append-only log; its id orders the log and resumes streams."""
+
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(BigID, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    type: Mapped[EventType] = mapped_column(value_enum(EventType, "job_event_type"))
+    stage: Mapped[Stage | None] = mapped_column(value_enum(Stage, "job_event_stage"))
+    progress: Mapped[int | None]
+    #: in plain words: what happened, or what the editor said
+    message: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_job_events_job_id_id", "job_id", "id"),)
+
+
+def new_job_id() -> str:
+    return new_id("job")
+
+
+def new_batch_id() -> str:
+    return new_id("bat")
+
+
+def queue_jobs(
+    session: Session,
+    tenant_id: str,
+    requests: list[dict[str, Any]],
+    *,
+    batch_id: str | None = None,
+    parent: Job | None = None,
+) -> list[dict[str, Any]]:
+    """Insert queued jobs and their creation events; the rows inserted, by attribute.
+
+    ``requests`` hold ``images``, ``prompt``, ``options``, ``metadata`` and
+    ``webhook_url``. Two Core INSERTs (multi-row for a batch) rather than the unit of
+    work: job creation is the API's hot path. A revision (``parent``) starts on the
+    parent's upstream session and from its final draft.
+    """
+    now = utcnow()
+    jobs: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    for request in requests:
+        job = {
+            "id": new_job_id(),
+            "tenant_id": tenant_id,
+            "batch_id": batch_id,
+            "parent_id": parent.id if parent is not None else None,
+            "status": JobStatus.QUEUED,
+            "stage": Stage.AUTHORIZE,
+            "progress": 0,
+            "image_urls": request["images"],
+            "prompt": request["prompt"],
+            "options": request["options"],
+            "caller_metadata": request["metadata"],
+            "webhook_url": request["webhook_url"],
+            "upstream_session_id": parent.upstream_session_id if parent is not None else None,
+            "draft_before": parent.draft_after if parent is not None else None,
+            "render_attempt": 0,
+            "stage_attempts": 0,
+            "total_attempts": 0,
+            "next_run_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        jobs.append(job)
+        events.append(
+            {
+                "job_id": job["id"],
+                "type": EventType.CREATED,
+                "stage": Stage.AUTHORIZE,
+                "progress": 0,
+                "message": "Revision queued." if parent is not None else "Job queued.",
+                "created_at": now,
+            }
+        )
+    session.execute(
+        insert(cast(Table, Job.__table__)),
+        [{"metadata" if k == "caller_metadata" else k: v for k, v in job.items()} for job in jobs],
+    )
+    session.execute(insert(cast(Table, JobEvent.__table__)), events)
+    return jobs
+
+
+def add_event(
+    session: Session,
+    job_id: str,
+    type_: EventType,
+    *,
+    message: str | None = None,
+    stage: Stage | None = None,
+    progress: int | None = None,
+    data: dict[str, Any] | None = None,
+) -> JobEvent:
+    """Append an event to a job's log (added to the session, not flushed)."""
+    event = JobEvent(
+        job_id=job_id, type=type_, message=message, stage=stage, progress=progress, data=data
+    )
+    session.add(event)
+    return event
+
+
+def finish_job(
+    session: Session,
+    job_id: str,
+    status: JobStatus,
+    *,
+    values: dict[str, Any] | None = None,
+    message: str | None = None,
+) -> bool:
+    """Move a live job into terminal ``status``; False when it had already finished.
+
+    One guarded UPDATE: it matches only a job that is still ``queued`` or ``running``,
+    so two racing transitions (a cancel and a success) leave exactly one winner. The
+    caller commits; the matching event is added only for the winner.
+    """
+    if not status.terminal:
+        raise ValueError(f"{status} is not a terminal status")
+    now = utcnow()
+    changes: dict[str, Any] = {
+        "status": status,
+        "finished_at": now,
+        "updated_at": now,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "next_run_at": None,
+        **(values or {}),
+    }
+    if status is JobStatus.SUCCEEDED:
+        changes["progress"] = 100
+    result = session.execute(
+        update(Job)
+        .where(and_(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES)))
+        .values(**changes)
+        .execution_options(synchronize_session="fetch")
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    add_event(session, job_id, EventType(status.value), message=message)
+    session.flush()
+    return True

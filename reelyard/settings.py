@@ -1,0 +1,150 @@
+"""The service's settings: read once from the environment into one frozen object.
+
+Processes call :meth:`Settings.from_env` at start-up and pass the object down; tests
+build their own with :meth:`Settings.from_env` on a dictionary or with
+:func:`dataclasses.replace`. Nothing here reads the environment at import time.
+
+The ``REELYARD_*`` names are part of the product's interface (design.md,
+"Configuration"); the few added here for the API's tuning follow the same prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/reelyard"
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+#: requests per tenant; a tenant row may carry its own limit instead
+DEFAULT_RATE_LIMIT = "50/second"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_RATE = re.compile(r"^\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?\s*$", re.IGNORECASE)
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the service cannot use."""
+
+
+def _flag(environ: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise SettingsError(f"{name}={raw!r}: expected one of on/off, true/false, 1/0")
+
+
+def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected a whole number") from None
+    if value < 1:
+        raise SettingsError(f"{name}={raw!r}: expected a number of at least 1")
+    return value
+
+
+def _positive_float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected a number") from None
+    if not value > 0:
+        raise SettingsError(f"{name}={raw!r}: expected a number above 0")
+    return value
+
+
+def _non_negative_float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected a number") from None
+    if not value >= 0:
+        raise SettingsError(f"{name}={raw!r}: expected a number of at least 0")
+    return value
+
+
+def _rate_limits(raw: str, name: str) -> str:
+    parts = [part for part in raw.split(";") if part.strip()]
+    if not parts or not all(_RATE.match(part) for part in parts):
+        raise SettingsError(f"{name}={raw!r}: expected limits such as '50/second;1000/minute'")
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the API and the workers are configured with."""
+
+    #: SQLAlchemy URL of the system of record (``REELYARD_DATABASE_URL``)
+    database_url: str = DEFAULT_DATABASE_URL
+    #: the Celery broker (``REELYARD_BROKER_URL``)
+    broker_url: str = DEFAULT_BROKER_URL
+    #: rate limits and pub/sub; the broker's Redis unless set (``REELYARD_REDIS_URL``)
+    redis_url: str = DEFAULT_BROKER_URL
+    #: where finished videos are kept (``REELYARD_STORAGE_DIR``)
+    storage_dir: Path = Path(".reelyard/videos")
+    #: the standalone mode's data directory (``REELYARD_DATA_DIR``)
+    data_dir: Path = Path(".reelyard")
+    #: let webhooks and fetches reach private addresses (``REELYARD_ALLOW_PRIVATE_URLS``)
+    allow_private_urls: bool = False
+    #: the API's external base URL (``REELYARD_PUBLIC_URL``)
+    public_url: str = DEFAULT_PUBLIC_URL
+    #: per-tenant request limits, flask-limiter notation (``REELYARD_RATE_LIMIT``)
+    rate_limit: str = DEFAULT_RATE_LIMIT
+    #: database connections kept per API process (``REELYARD_DATABASE_POOL_SIZE``)
+    database_pool_size: int = 10
+    #: seconds an API process may reuse a key it has verified; a revoked key stops
+    #: working within this time (``REELYARD_AUTH_CACHE_S``; 0 checks every request)
+    auth_cache_s: float = 10.0
+    #: seconds between two looks at the event log for a live stream
+    #: (``REELYARD_EVENTS_POLL_S``)
+    events_poll_s: float = 1.0
+    #: seconds a live event stream stays open before the client reconnects
+    #: with ``Last-Event-ID`` (``REELYARD_EVENTS_STREAM_S``)
+    events_stream_s: float = 300.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from ``environ`` (the process environment by default)."""
+        env = os.environ if environ is None else environ
+
+        def text(name: str, default: str) -> str:
+            value = env.get(name, "").strip()
+            return value or default
+
+        broker_url = text("REELYARD_BROKER_URL", DEFAULT_BROKER_URL)
+        data_dir = Path(text("REELYARD_DATA_DIR", ".reelyard"))
+        return cls(
+            database_url=text("REELYARD_DATABASE_URL", DEFAULT_DATABASE_URL),
+            broker_url=broker_url,
+            redis_url=text("REELYARD_REDIS_URL", broker_url),
+            storage_dir=Path(text("REELYARD_STORAGE_DIR", str(data_dir / "videos"))),
+            data_dir=data_dir,
+            allow_private_urls=_flag(env, "REELYARD_ALLOW_PRIVATE_URLS", default=False),
+            public_url=text("REELYARD_PUBLIC_URL", DEFAULT_PUBLIC_URL).rstrip("/"),
+            rate_limit=_rate_limits(
+                text("REELYARD_RATE_LIMIT", DEFAULT_RATE_LIMIT), "REELYARD_RATE_LIMIT"
+            ),
+            database_pool_size=_positive_int(env, "REELYARD_DATABASE_POOL_SIZE", 10),
+            auth_cache_s=_non_negative_float(env, "REELYARD_AUTH_CACHE_S", 10.0),
+            events_poll_s=_positive_float(env, "REELYARD_EVENTS_POLL_S", 1.0),
+            events_stream_s=_positive_float(env, "REELYARD_EVENTS_STREAM_S", 300.0),
+        )
