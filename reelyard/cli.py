@@ -68,10 +68,10 @@ def _read_draft(path: Path) -> Any:
 )
 @click.option(
     "--quality",
-    type=click.Choice(["high", "draft"]),
+    type=click.Choice(["high", "draft", "reference"]),
     default="high",
     show_default=True,
-    help="high for delivery, draft for a fast preview.",
+    help="high for delivery, draft for a fast preview, reference to measure the others by.",
 )
 @click.option(
     "--timeout", "timeout_s", type=click.FloatRange(min=1), help="Seconds before giving up."

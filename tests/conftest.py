@@ -33,15 +33,17 @@ START_REDIS = (
 )
 
 
-def _worker_index(worker_id: str) -> int:
-    """0 for ``gw0`` or ``master`` (``worker_id`` is pytest-xdist's fixture)."""
+def _worker_index(request: pytest.FixtureRequest) -> int:
+    """0 for xdist's ``gw0`` or a run without xdist, 1 for ``gw1``…"""
+    workerinput = getattr(request.config, "workerinput", None)
+    worker_id = str(workerinput["workerid"]) if workerinput else "master"
     return int(worker_id.removeprefix("gw")) if worker_id.startswith("gw") else 0
 
 
 @pytest.fixture(scope="session")
-def database_url(worker_id: str) -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A PostgreSQL database of this test run's own, as a SQLAlchemy-style URL."""
-    name = f"reelyard_test_{_worker_index(worker_id)}"
+    name = f"reelyard_test_{_worker_index(request)}"
     try:
         admin = psycopg.connect(ADMIN_DATABASE_URL, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
@@ -66,9 +68,9 @@ def database_url(worker_id: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def redis_url(worker_id: str) -> str:
+def redis_url(request: pytest.FixtureRequest) -> str:
     """The URL of this worker's own logical Redis database."""
-    url = f"{REDIS_TEST_URL}/{REDIS_FIRST_DB - _worker_index(worker_id)}"
+    url = f"{REDIS_TEST_URL}/{REDIS_FIRST_DB - _worker_index(request)}"
     client = redis.Redis.from_url(url, socket_connect_timeout=5)
     try:
         client.ping()

@@ -1,0 +1,134 @@
+"""Leases: a stage runs only while its worker holds the job, claimed in one statement.
+
+Messages may be lost or delivered twice, and a worker may die at any line; the job's
+row decides who works on it (procrastinate's model, design.md "Durability"):
+
+- :func:`claim` — one conditional UPDATE: the job is still at that stage, still live,
+  due, and nobody else holds an unexpired lease. A duplicate message, or one for a
+  stage already past, claims nothing and does nothing.
+- :func:`renew` — a long stage (the SSE edit) extends its lease while it is alive; a
+  worker that lost its lease learns it here and stops.
+- :func:`advance` — checkpoint the next stage and let go, in the same statement,
+  guarded by the owner, so a worker whose lease was taken over cannot move the job.
+- :func:`due_jobs` — what the reconciler re-enqueues: live jobs that are due and not
+  leased, or whose lease expired (a dead worker's).
+
+Every function takes the caller's session and only executes; the caller commits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from models.jobs import ACTIVE_STATUSES, Job, JobStatus, Stage
+
+
+def _free_or_mine(owner: str, now: datetime) -> ColumnElement[bool]:
+    return or_(
+        Job.lease_owner.is_(None),
+        Job.lease_expires_at.is_(None),
+        Job.lease_expires_at <= now,
+        Job.lease_owner == owner,
+    )
+
+
+def claim(
+    session: Session, job_id: str, stage: Stage, *, owner: str, lease_s: float, now: datetime
+) -> bool:
+    """Take the job for ``stage`` until ``now + lease_s``; False if it is not ours to run."""
+    claimed = session.execute(
+        update(Job)
+        .where(
+            and_(
+                Job.id == job_id,
+                Job.stage == stage,
+                Job.status.in_(ACTIVE_STATUSES),
+                or_(Job.next_run_at.is_(None), Job.next_run_at <= now),
+                _free_or_mine(owner, now),
+            )
+        )
+        .values(
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+            status=JobStatus.RUNNING,
+            total_attempts=Job.total_attempts + 1,
+        )
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    return claimed is not None
+
+
+def renew(session: Session, job_id: str, *, owner: str, lease_s: float, now: datetime) -> bool:
+    """Extend our lease; False when it is no longer ours (stop working on the job)."""
+    renewed = session.execute(
+        update(Job)
+        .where(
+            and_(
+                Job.id == job_id,
+                Job.lease_owner == owner,
+                Job.status.in_(ACTIVE_STATUSES),
+            )
+        )
+        .values(lease_expires_at=now + timedelta(seconds=lease_s))
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    return renewed is not None
+
+
+def advance(
+    session: Session,
+    job_id: str,
+    *,
+    owner: str,
+    from_stage: Stage,
+    to_stage: Stage,
+    run_at: datetime,
+) -> bool:
+    """Move the job from ``from_stage`` to ``to_stage``, due at ``run_at``, and release it.
+
+    Also the way to reschedule a stage (``to_stage == from_stage`` with a later
+    ``run_at``): nothing sleeps in a worker.
+    """
+    moved = session.execute(
+        update(Job)
+        .where(
+            and_(
+                Job.id == job_id,
+                Job.lease_owner == owner,
+                Job.stage == from_stage,
+                Job.status.in_(ACTIVE_STATUSES),
+            )
+        )
+        .values(
+            stage=to_stage,
+            next_run_at=run_at,
+            lease_owner=None,
+            lease_expires_at=None,
+            stage_attempts=0 if to_stage != from_stage else Job.stage_attempts + 1,
+        )
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    return moved is not None
+
+
+def due_jobs(session: Session, *, now: datetime, limit: int = 500) -> list[str]:
+    """Live jobs that are due and free: the reconciler enqueues each (claims decide)."""
+    rows = session.execute(
+        select(Job.id)
+        .where(
+            and_(
+                Job.status.in_(ACTIVE_STATUSES),
+                or_(Job.next_run_at.is_(None), Job.next_run_at <= now),
+                or_(Job.lease_expires_at.is_(None), Job.lease_expires_at <= now),
+            )
+        )
+        .order_by(Job.next_run_at)
+        .limit(limit)
+    )
+    return [job_id for (job_id,) in rows]
