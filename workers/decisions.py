@@ -219,6 +219,34 @@ def recovery_delay_s(unchanged_reads: int, policy: Policy) -> float | None:
     return policy.read_every_s * policy.time_scale
 
 
+@dataclass(frozen=True)
+class EditLanded:
+    """The state shows the edit happened: go on as if the stream had closed."""
+
+
+@dataclass(frozen=True)
+class ReadAgain:
+    after_s: float
+
+
+def after_unknown_edit(
+    before: Draft | None, now: Draft | None, unchanged_reads: int, policy: Policy
+) -> EditLanded | ReadAgain | Fail:
+    """A read of the state after a broken stream: did the edit land?
+
+    The draft differs from the one stored before the message was sent: it landed.
+    Otherwise read again later, and after ``policy.unchanged_reads`` reads give up
+    with :attr:`ErrorCode.EDIT_OUTCOME_UNKNOWN`: the message is never sent twice.
+    ``unchanged_reads`` counts this read too.
+    """
+    if now is not None and now != before and now.is_exportable:
+        return EditLanded()
+    delay = recovery_delay_s(unchanged_reads, policy)
+    if delay is None:
+        return _fail(ErrorCode.EDIT_OUTCOME_UNKNOWN)
+    return ReadAgain(delay)
+
+
 # the instruction
 
 

@@ -24,14 +24,17 @@ from nemo.errors import ApiError, BreakReason
 from workers.decisions import (
     MESSAGES,
     Attempts,
+    EditLanded,
     ErrorCode,
     Fail,
     JobOptions,
     Policy,
+    ReadAgain,
     ReadState,
     Repair,
     RepairKind,
     Retry,
+    after_unknown_edit,
     backoff_s,
     compose_instruction,
     decide,
@@ -220,3 +223,30 @@ def test_render_id_is_derived_from_the_job_and_attempt_and_is_stable():
     assert render_id("job_01HZX", 1) == render_id("job_01HZX", 1)
     assert render_id("job_01HZX", 2) != render_id("job_01HZX", 1)
     assert render_id("job/../x", 1) == "render_job____x_1"
+
+
+UNKNOWN = ErrorCode.EDIT_OUTCOME_UNKNOWN
+EMPTY = Draft({"t": []})
+EDITED = Draft({"t": [{"tt": 0, "sg": [{"s": 0, "d": 3000, "src": "a.jpg"}]}]})
+
+
+@pytest.mark.parametrize(
+    ("before", "now", "reads", "expected"),
+    [
+        (None, EDITED, 1, EditLanded()),
+        (EMPTY, EDITED, 3, EditLanded()),
+        (EDITED, EDITED, 1, ReadAgain(60.0)),  # unchanged: not yet
+        (None, None, 4, ReadAgain(60.0)),
+        (
+            EMPTY,
+            EMPTY,
+            5,
+            Fail(ErrorCode.EDIT_OUTCOME_UNKNOWN, MESSAGES[ErrorCode.EDIT_OUTCOME_UNKNOWN]),
+        ),
+        (None, EMPTY, 2, ReadAgain(60.0)),  # changed, but nothing to export yet
+    ],
+)
+def test_after_a_broken_stream_the_edit_counts_only_when_the_state_shows_it(
+    before, now, reads, expected
+):
+    assert after_unknown_edit(before, now, reads, POLICY) == expected
