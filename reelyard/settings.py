@@ -56,7 +56,9 @@ def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
-def _positive_float(environ: Mapping[str, str], name: str, default: float) -> float:
+def _float(
+    environ: Mapping[str, str], name: str, default: float, *, zero_allowed: bool = False
+) -> float:
     raw = environ.get(name)
     if raw is None or not raw.strip():
         return default
@@ -64,21 +66,9 @@ def _positive_float(environ: Mapping[str, str], name: str, default: float) -> fl
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r}: expected a number") from None
-    if not value > 0:
-        raise SettingsError(f"{name}={raw!r}: expected a number above 0")
-    return value
-
-
-def _non_negative_float(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r}: expected a number") from None
-    if not value >= 0:
-        raise SettingsError(f"{name}={raw!r}: expected a number of at least 0")
+    if not (value >= 0 if zero_allowed else value > 0):
+        floor = "of at least 0" if zero_allowed else "above 0"
+        raise SettingsError(f"{name}={raw!r}: expected a number {floor}")
     return value
 
 
@@ -144,7 +134,7 @@ class Settings:
                 text("REELYARD_RATE_LIMIT", DEFAULT_RATE_LIMIT), "REELYARD_RATE_LIMIT"
             ),
             database_pool_size=_positive_int(env, "REELYARD_DATABASE_POOL_SIZE", 10),
-            auth_cache_s=_non_negative_float(env, "REELYARD_AUTH_CACHE_S", 10.0),
-            events_poll_s=_positive_float(env, "REELYARD_EVENTS_POLL_S", 1.0),
-            events_stream_s=_positive_float(env, "REELYARD_EVENTS_STREAM_S", 300.0),
+            auth_cache_s=_float(env, "REELYARD_AUTH_CACHE_S", 10.0, zero_allowed=True),
+            events_poll_s=_float(env, "REELYARD_EVENTS_POLL_S", 1.0),
+            events_stream_s=_float(env, "REELYARD_EVENTS_STREAM_S", 300.0),
         )
