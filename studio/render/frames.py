@@ -145,36 +145,19 @@ class PhotoFrames:
             top += (view_h - source.height / zoom) / 2
         # output pixel x samples the source at left + (x + 0.5) * ratio - 0.5
         ratio = source.width / zoom / self.width
-        half_w, half_h = self.width // 2, self.height // 2
-        planes = (
+        warped = [
             _warp(
-                source.y,
-                left,
-                top,
+                plane,
+                left / scale,
+                top / scale,
                 ratio=ratio,
-                width=self.width,
-                height=self.height,
+                width=self.width // scale,
+                height=self.height // scale,
                 interpolation=self._interpolation,
-            ),
-            _warp(
-                source.u,
-                left / 2,
-                top / 2,
-                ratio=ratio,
-                width=half_w,
-                height=half_h,
-                interpolation=self._interpolation,
-            ),
-            _warp(
-                source.v,
-                left / 2,
-                top / 2,
-                ratio=ratio,
-                width=half_w,
-                height=half_h,
-                interpolation=self._interpolation,
-            ),
-        )
+            )
+            for plane, scale in ((source.y, 1), (source.u, 2), (source.v, 2))
+        ]
+        planes = (warped[0], warped[1], warped[2])
         if still:
             self._still = planes
         return planes

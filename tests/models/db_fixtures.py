@@ -14,7 +14,10 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from migrations import upgrade
+from models import Job
+from models.access import create_tenant
 from models.db import make_engine
+from models.jobs import new_job_id
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +51,20 @@ def session_factory(db_connection: Connection) -> sessionmaker[Session]:
 def db_session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
     with session_factory() as session:
         yield session
+
+
+@pytest.fixture
+def job(db_session: Session) -> Job:
+    """A queued job of a fresh tenant, flushed (not committed)."""
+    tenant = create_tenant(db_session, "Acme")
+    queued = Job(
+        id=new_job_id(),
+        tenant_id=tenant.id,
+        image_urls=["https://example.com/a.jpg"],
+        prompt="a calm slideshow",
+        options={"aspect_ratio": "16:9"},
+        caller_metadata={"order": "42"},
+    )
+    db_session.add(queued)
+    db_session.flush()
+    return queued

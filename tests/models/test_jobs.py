@@ -6,26 +6,9 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from models import Job, JobEvent, JobStatus
-from models.access import create_tenant
+from models import JobEvent, JobStatus
 from models.ids import id_pattern, new_id
-from models.jobs import EventType, add_event, finish_job, new_job_id
-
-
-@pytest.fixture
-def job(db_session):
-    tenant = create_tenant(db_session, "Acme")
-    job = Job(
-        id=new_job_id(),
-        tenant_id=tenant.id,
-        image_urls=["https://example.com/a.jpg"],
-        prompt="a calm slideshow",
-        options={"aspect_ratio": "16:9"},
-        caller_metadata={"order": "42"},
-    )
-    db_session.add(job)
-    db_session.flush()
-    return job
+from models.jobs import EventType, add_event, finish_job
 
 
 def test_a_new_job_is_queued_at_the_first_stage(db_session, job):

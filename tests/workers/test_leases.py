@@ -4,30 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import select
 
 from models import Job
-from models.access import create_tenant
 from models.base import utcnow
-from models.jobs import JobStatus, Stage, finish_job, new_job_id
+from models.jobs import JobStatus, Stage, finish_job
 from workers.leases import advance, claim, due_jobs, renew
-
-
-@pytest.fixture
-def job(db_session):
-    tenant = create_tenant(db_session, "Acme")
-    job = Job(
-        id=new_job_id(),
-        tenant_id=tenant.id,
-        image_urls=["https://example.com/a.jpg"],
-        prompt="a calm slideshow",
-        options={},
-        caller_metadata={},
-    )
-    db_session.add(job)
-    db_session.flush()
-    return job
 
 
 def row(db_session, job):

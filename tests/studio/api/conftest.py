@@ -123,6 +123,19 @@ def client(studio: StudioProcess) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
+def paid(client: httpx.Client, request: pytest.FixtureRequest) -> User:
+    """A user holding the module's paid token (``PAID``, configured in its ``STUDIO_ENV``)."""
+    return User.paid(client, request.module.PAID)
+
+
+@pytest.fixture
+def chatty(studio: StudioProcess) -> StudioProcess:
+    """Every turn speaks (no silent closes), unless a test asks for them."""
+    studio.faults(silent_close=0)
+    return studio
+
+
+@pytest.fixture
 def user(client: httpx.Client) -> User:
     """A fresh anonymous user (100 credits) of the module's studio."""
     return User.anonymous(client)

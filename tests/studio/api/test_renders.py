@@ -17,11 +17,6 @@ PAID = "tok_render_paid"
 STUDIO_ENV = {"STUDIO_PAID_TOKENS": f"{PAID}:100000", "STUDIO_SILENT_CLOSE_RATIO": "0"}
 
 
-@pytest.fixture
-def paid(client):
-    return User.paid(client, PAID)
-
-
 def _new_id():
     return f"render_{uuid.uuid4().hex}"
 

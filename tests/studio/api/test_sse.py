@@ -17,7 +17,7 @@ from nemo import (
     ToolCall,
 )
 from nemo.config import Secret
-from tests.studio.api.helpers import ATTRIBUTION, GENERATE, User, chat_body, wait_for
+from tests.studio.api.helpers import ATTRIBUTION, GENERATE, chat_body, wait_for
 
 pytestmark = pytest.mark.slow
 PAID = "tok_sse_paid"
@@ -28,18 +28,6 @@ GENERATION = (30 * SCALE, 90 * SCALE)
 EDIT = (10 * SCALE, 30 * SCALE)
 ANSWER = (5 * SCALE, 15 * SCALE)
 SLACK_S = 2.0  # a loaded machine may deliver late, never early
-
-
-@pytest.fixture
-def paid(client):
-    return User.paid(client, PAID)
-
-
-@pytest.fixture
-def chatty(studio):
-    """Every turn speaks (no silent closes), unless a test asks for them."""
-    studio.faults(silent_close=0)
-    return studio
 
 
 def _generated(user):

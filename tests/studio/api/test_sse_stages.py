@@ -16,17 +16,6 @@ PAID = "tok_stages"
 STUDIO_ENV = {"STUDIO_PAID_TOKENS": f"{PAID}:1000", "STUDIO_TIME_SCALE": "0.02"}
 
 
-@pytest.fixture
-def paid(client):
-    return User.paid(client, PAID)
-
-
-@pytest.fixture
-def chatty(studio):
-    studio.faults(silent_close=0)
-    return studio
-
-
 def test_the_raw_timeline_is_in_the_state_before_post_production(chatty, paid):
     session_id = paid.session()
     seen = []  # every different draft the state showed while the turn ran
