@@ -4,6 +4,7 @@
 - ``models.access``: tenants and API keys
 - ``models.jobs``: jobs, their event log, batches, revisions; terminal transitions
 - ``models.idempotency``: idempotency keys
+- ``models.outbox``: the webhook outbox, written with the state change it reports
 - ``models.upstream``: the service-wide upstream credentials
 - ``models.db``: engines and sessions
 """
@@ -12,6 +13,7 @@ from models.access import ApiKey, Tenant
 from models.base import Base
 from models.idempotency import IdempotencyKey
 from models.jobs import Batch, EventType, Job, JobEvent, JobStatus, Stage
+from models.outbox import OutboxEvent, OutboxType
 from models.upstream import UpstreamCredentials
 
 __all__ = [
@@ -23,6 +25,8 @@ __all__ = [
     "Job",
     "JobEvent",
     "JobStatus",
+    "OutboxEvent",
+    "OutboxType",
     "Stage",
     "Tenant",
     "UpstreamCredentials",

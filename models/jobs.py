@@ -31,6 +31,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, BigID, utcnow, value_enum
 from models.ids import MAX_ID_LENGTH, new_id
+from models.outbox import OutboxType, add_outbox_event
 
 
 class JobStatus(enum.StrEnum):
@@ -56,6 +57,7 @@ class Stage(enum.StrEnum):
     OPEN_SESSION = "open_session"
     UPLOAD = "upload"
     EDIT = "edit"
+    VERIFY = "verify"
     EXPORT = "export"
     POLL_RENDER = "poll_render"
     FINALIZE = "finalize"
@@ -67,6 +69,7 @@ class EventType(enum.StrEnum):
     PROGRESS = "progress"
     MESSAGE = "message"
     RETRY = "retry"
+    REPAIR = "repair"
     ERROR = "error"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -125,11 +128,28 @@ class Job(Base):
     uploaded_media: Mapped[list[Any] | None]
     draft_before: Mapped[dict[str, Any] | None]
     draft_after: Mapped[dict[str, Any] | None]
-    #: set before the prompt goes out; a resumed job with it set never re-sends
+    #: the instruction of the current edit (the composed prompt, or a correction)
+    instruction: Mapped[str | None] = mapped_column(Text)
+    #: set before the instruction goes out; a resumed job with it set never re-sends
     edit_sent_at: Mapped[datetime | None]
+    #: instructions sent upstream (each one is charged): the first, corrections, and
+    #: re-sends to a new session after a lost one
+    edits_sent: Mapped[int] = mapped_column(default=0)
+    #: corrective instructions sent after a draft failed verification
+    corrections: Mapped[int] = mapped_column(default=0)
+    #: reads of the state that found the draft unchanged after a broken stream
+    edit_reads: Mapped[int] = mapped_column(default=0)
+    #: repairs spent: new tokens and new sessions
+    token_repairs: Mapped[int] = mapped_column(default=0)
+    session_repairs: Mapped[int] = mapped_column(default=0)
+    #: what the video will contain, from the final draft (``nemo.Draft.summary()``)
+    timeline: Mapped[dict[str, Any] | None]
     #: derived from the job and ``render_attempt``, stored before the export POST
     render_id: Mapped[str | None] = mapped_column(String(200))
     render_attempt: Mapped[int] = mapped_column(default=0)
+    #: the render's last known upstream status, and when it was submitted
+    render_status: Mapped[str | None] = mapped_column(String(20))
+    render_started_at: Mapped[datetime | None]
     lease_owner: Mapped[str | None] = mapped_column(String(200))
     lease_expires_at: Mapped[datetime | None]
     next_run_at: Mapped[datetime | None] = mapped_column(default=utcnow)
@@ -144,6 +164,7 @@ class Job(Base):
     video_height: Mapped[int | None]
     video_duration_s: Mapped[float | None] = mapped_column(Float)
     video_size_bytes: Mapped[int | None] = mapped_column(BigID)
+    video_sha256: Mapped[str | None] = mapped_column(String(64))
     error_code: Mapped[str | None] = mapped_column(String(100))
     error_message: Mapped[str | None] = mapped_column(Text)
 
@@ -163,7 +184,9 @@ class Job(Base):
         ),
         CheckConstraint("status <> 'failed' OR error_code IS NOT NULL", name="failed_has_error"),
         CheckConstraint(
-            "render_attempt >= 0 AND stage_attempts >= 0 AND total_attempts >= 0",
+            "render_attempt >= 0 AND stage_attempts >= 0 AND total_attempts >= 0"
+            " AND edits_sent >= 0 AND corrections >= 0 AND edit_reads >= 0"
+            " AND token_repairs >= 0 AND session_repairs >= 0",
             name="attempts_not_negative",
         ),
         # a tenant's jobs, newest first, optionally by status (the list endpoint)
@@ -295,6 +318,9 @@ def finish_job(
 ) -> bool:
     """Move a live job into terminal ``status``; False when it had already finished.
 
+    The winner also writes the job's webhook outbox row (``job.succeeded``, …) in the
+    same transaction.
+
     One guarded UPDATE: it matches only a job that is still ``queued`` or ``running``,
     so two racing transitions (a cancel and a success) leave exactly one winner. The
     caller commits; the matching event is added only for the winner.
@@ -313,14 +339,23 @@ def finish_job(
     }
     if status is JobStatus.SUCCEEDED:
         changes["progress"] = 100
-    result = session.execute(
+    finished = session.execute(
         update(Job)
         .where(and_(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES)))
         .values(**changes)
+        .returning(Job.tenant_id)
         .execution_options(synchronize_session="fetch")
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    ).first()
+    if finished is None:
         return False
     add_event(session, job_id, EventType(status.value), message=message)
+    add_outbox_event(session, finished.tenant_id, _OUTBOX_TYPES[status], job_id=job_id)
     session.flush()
     return True
+
+
+_OUTBOX_TYPES = {
+    JobStatus.SUCCEEDED: OutboxType.JOB_SUCCEEDED,
+    JobStatus.FAILED: OutboxType.JOB_FAILED,
+    JobStatus.CANCELED: OutboxType.JOB_CANCELED,
+}

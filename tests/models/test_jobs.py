@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from models import JobEvent, JobStatus
+from models import JobEvent, JobStatus, OutboxEvent, OutboxType
 from models.ids import id_pattern, new_id
 from models.jobs import EventType, add_event, finish_job
 
@@ -40,6 +40,14 @@ def test_a_second_terminal_transition_changes_nothing(db_session, job):
     assert job.video_url is None
     types = db_session.scalars(select(JobEvent.type).where(JobEvent.job_id == job.id)).all()
     assert types == [EventType.CANCELED]
+
+
+def test_the_terminal_transition_writes_one_outbox_row_with_it(db_session, job):
+    assert finish_job(db_session, job.id, JobStatus.CANCELED) is True
+    assert finish_job(db_session, job.id, JobStatus.CANCELED) is False
+    rows = db_session.scalars(select(OutboxEvent).where(OutboxEvent.job_id == job.id)).all()
+    assert [(row.type, row.tenant_id) for row in rows] == [(OutboxType.JOB_CANCELED, job.tenant_id)]
+    assert id_pattern("msg").match(rows[0].id)
 
 
 def test_finish_job_refuses_a_live_status(db_session, job):

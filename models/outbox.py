@@ -1,0 +1,63 @@
+"""The webhook outbox: one row per event a caller is to hear about.
+
+A row is written in the same transaction as the state change that causes it
+(design.md, "Webhooks"), so an event exists if and only if the change committed.
+Delivery reads the rows later: it builds the payload from the job as it is then,
+signs it, and records its attempts; a row's id is the message id the caller sees in
+``webhook-id`` on every retry.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from models.base import Base, utcnow, value_enum
+from models.ids import MAX_ID_LENGTH, new_id
+
+
+class OutboxType(enum.StrEnum):
+    JOB_SUCCEEDED = "job.succeeded"
+    JOB_FAILED = "job.failed"
+    JOB_CANCELED = "job.canceled"
+    JOB_PROGRESS = "job.progress"
+    BATCH_COMPLETED = "batch.completed"
+
+
+class OutboxEvent(Base):
+    """An event waiting to be (or already) handed to webhook delivery."""
+
+    __tablename__ = "outbox_events"
+
+    id: Mapped[str] = mapped_column(String(MAX_ID_LENGTH), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    type: Mapped[OutboxType] = mapped_column(value_enum(OutboxType, "outbox_type"))
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: when delivery took the event over (fanned it out to the endpoints)
+    dispatched_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_outbox_events_job_id", "job_id"),
+        Index("ix_outbox_events_dispatched_at_created_at", "dispatched_at", "created_at"),
+    )
+
+
+def add_outbox_event(
+    session: Session,
+    tenant_id: str,
+    type_: OutboxType,
+    *,
+    job_id: str | None = None,
+    batch_id: str | None = None,
+) -> OutboxEvent:
+    """Write an outbox row in the caller's transaction (added, not flushed)."""
+    event = OutboxEvent(
+        id=new_id("msg"), tenant_id=tenant_id, type=type_, job_id=job_id, batch_id=batch_id
+    )
+    session.add(event)
+    return event
