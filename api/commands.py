@@ -21,9 +21,10 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 #: gunicorn's production settings; ``benchmarks/api_load.py`` measures the same ones.
-#: gthread, because an SSE stream holds a thread, not a process; 4 threads per process
-#: because more threads contend for the GIL: on 2 cores, 2 x 4 accepted about 450 jobs/s
-#: where 2 x 8 accepted about 290 and 4 sync processes about 440 (benchmarks/api_load.py).
+#: gthread, because an SSE stream holds a thread, not a process (4 sync processes accept
+#: a little more, 640-720 jobs/s against 590-680 on 2 cores, but four open streams would
+#: stop them). 4 threads per process: 2 x 4, 2 x 8, 3 x 3 and 4 x 2 all accepted 490-690
+#: jobs/s, within the machine's noise of each other; more threads only queue on the GIL.
 WORKER_CLASS = "gthread"
 THREADS = 4
 
@@ -52,6 +53,14 @@ def gunicorn_options(
         "accesslog": "-" if access_log else None,
         "errorlog": "-",
         "forwarded_allow_ips": "127.0.0.1",
+        # each worker listens on a socket of its own (SO_REUSEPORT) and the kernel
+        # spreads new connections over them; on one shared socket, the worker that
+        # wakes first takes most of a burst of keep-alive connections (15 of wrk's 16,
+        # or all 16: one process then serves everything on one core, 430 jobs/s
+        # against 550-610). The cost: connections still queued on a worker's socket
+        # when that worker exits are reset. Port 0 would give each worker a port of
+        # its own, so there they share the arbiter's socket.
+        "reuse_port": not bind.endswith(":0"),
     }
 
 

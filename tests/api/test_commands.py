@@ -5,7 +5,7 @@ from __future__ import annotations
 from click.testing import CliRunner
 from sqlalchemy import inspect, select
 
-from api.commands import keys_group, migrate_command, tenants_group
+from api.commands import gunicorn_options, keys_group, migrate_command, tenants_group
 from models import ApiKey, Tenant
 from models.access import authenticate
 from models.db import make_engine, make_session_factory
@@ -56,3 +56,12 @@ def test_a_key_for_an_unknown_tenant_is_refused(engine, database_url):
 def test_an_empty_tenant_name_is_refused(engine, database_url):
     result = run(tenants_group, ["create", "  "], database_url)
     assert result.exit_code == 2
+
+
+def test_each_gunicorn_worker_listens_on_a_socket_of_its_own():
+    # one shared socket lets the first worker to wake take a burst of keep-alive clients
+    assert gunicorn_options("127.0.0.1:8000", 2, 4, False)["reuse_port"] is True
+
+
+def test_on_port_0_the_workers_share_one_socket_and_so_one_port():
+    assert gunicorn_options("127.0.0.1:0", 2, 4, False)["reuse_port"] is False
