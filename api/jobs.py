@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, request
+from flask import Response, request, send_file
 from flask.views import MethodView
 from sqlalchemy import and_, select
 
 from api.blueprint import Blueprint
-from api.context import celery_app, db, tenant_id
+from api.context import celery_app, db, settings, tenant_id
 from api.errors import ApiError, rule
 from api.events import event_page, stream_events, wants_stream
 from api.idempotency import run_once
@@ -27,7 +27,8 @@ from api.views import job_to_dict, new_job_view
 from models import Job, JobStatus
 from models.ids import id_pattern
 from models.jobs import finish_job, queue_jobs
-from workers.app import enqueue_job
+from reelyard.storage import LocalStorage, video_key
+from workers.app import CANCEL_RENDER_TASK, enqueue_job, publish_after_commit
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Video jobs.")
 
@@ -156,11 +157,15 @@ class JobCancel(MethodView):
         """
         job = find_job(job_id)
         session = db()
-        if job.status is not JobStatus.CANCELED and not finish_job(
-            session, job.id, JobStatus.CANCELED, message="Canceled at the caller's request."
-        ):
-            session.rollback()
-            job = find_job(job_id)
+        if job.status is not JobStatus.CANCELED:
+            if finish_job(
+                session, job.id, JobStatus.CANCELED, message="Canceled at the caller's request."
+            ):
+                if job.render_id is not None:  # stop the render upstream, after commit
+                    publish_after_commit(session, celery_app(), CANCEL_RENDER_TASK, job.id)
+            else:
+                session.rollback()
+                job = find_job(job_id)
         session.commit()
         session.refresh(job)
         if job.status is not JobStatus.CANCELED:
@@ -171,6 +176,53 @@ class JobCancel(MethodView):
                 [{"field": "status", "code": "job_terminal", "message": job.status.value}],
             )
         return job_to_dict(job)
+
+
+@blp.route("/<job_id>/video")
+class JobVideo(MethodView):
+    @blp.doc(
+        responses={
+            "200": {
+                "description": "The video (MP4, H.264/AAC); byte ranges are served (206).",
+                "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}},
+            },
+            "206": {
+                "description": "The requested byte range of the video.",
+                "content": {"video/mp4": {"schema": {"type": "string", "format": "binary"}}},
+            },
+        }
+    )
+    @blp.alt_response(409, schema=Blueprint.error_schema(), description="The job has not succeeded")
+    @blp.alt_response(
+        410, schema=Blueprint.error_schema(), description="The video is no longer stored"
+    )
+    def get(self, job_id: str) -> Response:
+        """Download a job's video
+
+        Served from reelyard's own storage, with ``ETag`` (the video's SHA-256) and
+        byte ranges, so players can seek. 409 ``video_not_ready`` until the job
+        succeeded.
+        """
+        job = find_job(job_id)
+        if job.status is not JobStatus.SUCCEEDED:
+            raise ApiError(
+                409,
+                "video_not_ready",
+                f"Job {job.id} is {job.status.value}; its video exists once it succeeded.",
+            )
+        path = LocalStorage(settings().storage_dir).path(video_key(job.id))
+        if path is None:
+            raise ApiError(410, "video_gone", f"The video of job {job.id} is no longer stored.")
+        response = send_file(
+            path,
+            mimetype="video/mp4",
+            conditional=True,
+            etag=job.video_sha256 or True,
+            download_name=f"{job.id}.mp4",
+            max_age=3600,
+        )
+        response.headers["Cache-Control"] = "private, max-age=3600"
+        return response
 
 
 @blp.route("/<job_id>/revisions")

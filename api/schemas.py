@@ -268,6 +268,19 @@ class VideoOut(ma.Schema):
     height = fields.Integer(allow_none=True)
     duration_s = fields.Float(allow_none=True)
     size_bytes = fields.Integer(allow_none=True)
+    sha256 = fields.String(allow_none=True, metadata={"description": "Hex SHA-256 of the file."})
+
+
+class TimelineOut(ma.Schema):
+    summary = fields.String(
+        required=True,
+        metadata={
+            "description": "What the video will contain, known once the editor finished.",
+            "example": "Timeline (3 tracks): 1. Video: 3 clips (0-15s) 2. BGM: Upbeat (0-15s, 35%)"
+            ' 3. Title: "Summer Sale" (0-3s)',
+        },
+    )
+    duration_s = fields.Float(allow_none=True, required=True)
 
 
 class JobErrorOut(ma.Schema):
@@ -297,6 +310,7 @@ class JobOut(ma.Schema):
     webhook_url = fields.String(allow_none=True, required=True)
     batch_id = fields.String(allow_none=True, required=True)
     parent_id = fields.String(allow_none=True, required=True)
+    timeline = fields.Nested(TimelineOut, allow_none=True, required=True)
     result = fields.Nested(VideoOut, allow_none=True, required=True)
     error = fields.Nested(JobErrorOut, allow_none=True, required=True)
     created_at = fields.DateTime(required=True)

@@ -16,6 +16,7 @@ def job_to_dict(job: Job) -> dict[str, Any]:
             "height": job.video_height,
             "duration_s": job.video_duration_s,
             "size_bytes": job.video_size_bytes,
+            "sha256": job.video_sha256,
         }
     error = None
     if job.error_code is not None:
@@ -33,6 +34,7 @@ def job_to_dict(job: Job) -> dict[str, Any]:
         "webhook_url": job.webhook_url,
         "batch_id": job.batch_id,
         "parent_id": job.parent_id,
+        "timeline": job.timeline,
         "result": result,
         "error": error,
         "created_at": job.created_at,
@@ -70,6 +72,7 @@ def new_job_view(row: dict[str, Any]) -> dict[str, Any]:
         "webhook_url": row["webhook_url"],
         "batch_id": row["batch_id"],
         "parent_id": row["parent_id"],
+        "timeline": None,
         "result": None,
         "error": None,
         "created_at": row["created_at"],

@@ -28,6 +28,8 @@ class UpstreamCredentials(Base):
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     client_id: Mapped[str | None] = mapped_column(String(200))
     token: Mapped[str | None] = mapped_column(Text)
+    #: the user id that came with the token (the contract's ``me`` in paths)
+    user_id: Mapped[str | None] = mapped_column(String(200))
     token_expires_at: Mapped[datetime | None]
     #: a refresh in progress until then (single-flight); None when nobody refreshes
     refreshing_until: Mapped[datetime | None]

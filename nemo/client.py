@@ -35,7 +35,7 @@ import mimetypes
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, cast
 from urllib.parse import quote
@@ -572,7 +572,7 @@ class NemoClient:
 
     # -- chat -----------------------------------------------------------------------
 
-    def chat(self, session_id: str, text: str) -> Iterator[ChatEvent]:
+    def chat(self, session_id: str, text: str) -> Generator[ChatEvent, None, None]:
         """Send ``text`` to the agent and yield the turn's events as they arrive.
 
         The message is sent when iteration starts. Iteration ends normally when the
@@ -593,7 +593,7 @@ class NemoClient:
 
     def _chat_events(
         self, body: Mapping[str, Any], headers: Mapping[str, str]
-    ) -> Iterator[ChatEvent]:
+    ) -> Generator[ChatEvent, None, None]:
         config = self._config
         # the read timeout never outlasts the limits: silence is caught even with no bytes
         timeout = httpx.Timeout(

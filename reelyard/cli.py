@@ -15,6 +15,7 @@ import click
 
 from api.commands import api_command, keys_group, migrate_command, tenants_group
 from reelyard import __version__
+from workers.commands import beat_command, worker_command
 
 #: a draft is a small JSON document; anything larger is not one
 MAX_DRAFT_BYTES = 10 * 1024 * 1024
@@ -178,6 +179,8 @@ main.add_command(api_command)  # reelyard api
 main.add_command(migrate_command)  # reelyard migrate
 main.add_command(tenants_group)  # reelyard tenants create NAME
 main.add_command(keys_group)  # reelyard keys create TENANT / revoke PREFIX
+main.add_command(worker_command)  # reelyard worker [-Q pipeline|edit]
+main.add_command(beat_command)  # reelyard beat
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -56,6 +56,24 @@ def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _non_negative_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    if raw.strip() == "0":
+        return 0
+    return _positive_int(environ, name, default)
+
+
+def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return choices[0]
+    if raw not in choices:
+        raise SettingsError(f"{name}={raw!r}: expected one of {', '.join(choices)}")
+    return raw
+
+
 def _float(
     environ: Mapping[str, str], name: str, default: float, *, zero_allowed: bool = False
 ) -> float:
@@ -111,6 +129,35 @@ class Settings:
     #: with ``Last-Event-ID`` (``REELYARD_EVENTS_STREAM_S``)
     events_stream_s: float = 300.0
 
+    # the pipeline (workers/)
+    #: multiplies every wait the pipeline schedules: backoff, the reads after a broken
+    #: stream, render polling (``REELYARD_TIME_SCALE``; tests use 0.01, production 1)
+    time_scale: float = 1.0
+    #: seconds a worker holds a job before another may take it over
+    #: (``REELYARD_LEASE_S``); the edit renews its lease while the stream is alive
+    lease_s: float = 120.0
+    #: seconds between two looks at a render (``REELYARD_RENDER_POLL_S``, nemo-api.md)
+    render_poll_s: float = 30.0
+    #: seconds a render may stay unfinished before it is canceled and tried once more
+    #: (``REELYARD_RENDER_TIMEOUT_S``)
+    render_timeout_s: float = 900.0
+    #: seconds from a job's first stage to its deadline (``REELYARD_JOB_DEADLINE_S``)
+    job_deadline_s: float = 3600.0
+    #: ``url`` (the upstream fetches the images) or ``file`` (reelyard fetches them and
+    #: uploads the files) (``REELYARD_UPLOAD_MODE``)
+    upload_mode: str = "url"
+    #: corrective instructions after a draft fails verification (each one is charged)
+    #: (``REELYARD_MAX_CORRECTIONS``)
+    max_corrections: int = 1
+    #: seconds between two reads of the upstream's credit balance
+    #: (``REELYARD_CREDITS_EVERY_S``)
+    credits_every_s: float = 60.0
+    #: seconds between two reconciler sweeps (``REELYARD_RECONCILE_EVERY_S``)
+    reconcile_every_s: float = 5.0
+    #: run a stage that is due at once in the same task execution as the one before it
+    #: (``REELYARD_CONTINUE_STAGES``; measured in benchmarks/pipeline.py)
+    continue_stages: bool = True
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read the settings from ``environ`` (the process environment by default)."""
@@ -137,4 +184,14 @@ class Settings:
             auth_cache_s=_float(env, "REELYARD_AUTH_CACHE_S", 10.0, zero_allowed=True),
             events_poll_s=_float(env, "REELYARD_EVENTS_POLL_S", 1.0),
             events_stream_s=_float(env, "REELYARD_EVENTS_STREAM_S", 300.0),
+            time_scale=_float(env, "REELYARD_TIME_SCALE", 1.0, zero_allowed=True),
+            lease_s=_float(env, "REELYARD_LEASE_S", 120.0),
+            render_poll_s=_float(env, "REELYARD_RENDER_POLL_S", 30.0, zero_allowed=True),
+            render_timeout_s=_float(env, "REELYARD_RENDER_TIMEOUT_S", 900.0),
+            job_deadline_s=_float(env, "REELYARD_JOB_DEADLINE_S", 3600.0),
+            upload_mode=_choice(env, "REELYARD_UPLOAD_MODE", ("url", "file")),
+            max_corrections=_non_negative_int(env, "REELYARD_MAX_CORRECTIONS", 1),
+            credits_every_s=_float(env, "REELYARD_CREDITS_EVERY_S", 60.0, zero_allowed=True),
+            reconcile_every_s=_float(env, "REELYARD_RECONCILE_EVERY_S", 5.0),
+            continue_stages=_flag(env, "REELYARD_CONTINUE_STAGES", default=True),
         )

@@ -158,7 +158,12 @@ class Store:
     # tokens and credits
 
     def issue_anonymous(self, client_id: str, address: str) -> Account:
-        """A new anonymous token, within the per-client and per-address limits."""
+        """A new anonymous token, within the per-client and per-address limits.
+
+        The client id is the anonymous user (nemo-api.md binds it on registration): a
+        new token for it is the same user, so its sessions and renders outlive the
+        token, as "1001: get a new token, retry" needs.
+        """
         now = self.clock()
         window = self.config.token_window_s
         with self.lock:
@@ -178,7 +183,7 @@ class Store:
                 )
             account = Account(
                 token=f"nmv_usr_{secrets.token_urlsafe(24)}",
-                user_id=f"anon_{uuid.uuid4().hex[:16]}",
+                user_id=previous.user_id if previous else f"anon_{uuid.uuid4().hex[:16]}",
                 client_id=client_id,
                 issued_at=now,
                 expires_at=now + self.config.token_ttl_s,

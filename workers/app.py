@@ -52,8 +52,52 @@ _PENDING = "reelyard.pending_tasks"
 _HOOKED = "reelyard.publisher_hooked"
 
 
+#: the edit stage's task, on its own queue served by an I/O pool
+RUN_EDIT_TASK = "reelyard.pipeline.run_edit"
+RECONCILE_TASK = "reelyard.pipeline.reconcile"
+CANCEL_RENDER_TASK = "reelyard.pipeline.cancel_render"
+#: queue names (also ``workers.pipeline.Queue``)
+PIPELINE_QUEUE = "pipeline"
+EDIT_QUEUE = "edit"
+#: seconds a short stage may run before Celery interrupts it (prefork pool only: the
+#: threads pool has no time limits, so every stage also has its own deadlines —
+#: httpx timeouts, the SSE heartbeat and turn limits, the job's deadline)
+SHORT_SOFT_LIMIT_S = 300
+SHORT_HARD_LIMIT_S = 360
+
+
 def create_celery(settings: Settings) -> Celery:
-    """The Celery app for ``settings`` (broker from ``REELYARD_BROKER_URL``)."""
+    """The Celery app for ``settings`` (broker from ``REELYARD_BROKER_URL``).
+
+    Every setting that bears on delivery, with its reason:
+
+    - JSON only, no result backend: results live in PostgreSQL, the system of record.
+    - ``task_acks_late``: a message is acknowledged after its task ran, so a worker
+      killed mid-task leaves it to be delivered again (stages are idempotent).
+    - ``task_reject_on_worker_lost``: when the pool's child dies (kill -9, OOM) the
+      message is requeued at once instead of being acknowledged as failed.
+    - ``task_acks_on_failure_or_timeout`` stays on: a task that raised is not
+      redelivered in a loop; the job's lease and the reconciler bring it back.
+    - ``worker_prefetch_multiplier = 1``: a prefork child reserves one message at a
+      time, so a long task never sits on messages other children could run. The edit
+      queue's threads pool reserves one per thread, which is what holding 1,000
+      streams needs.
+    - ``visibility_timeout`` (Redis): an unacknowledged message comes back after
+      :data:`VISIBILITY_TIMEOUT_S`, longer than any countdown the pipeline uses
+      (render polls 30 s, state reads 60 s, backoff capped at 300 s) so a scheduled
+      message is never delivered twice for waiting. A killed worker's message would
+      also come back only then: prompt recovery is the reconciler's work (leases in
+      PostgreSQL), and the late redelivery is a no-op (the claim fails).
+    - ``task_publish_retry`` off and short broker timeouts: a publish that fails is
+      logged, and the reconciler re-enqueues every due job; nothing waits on Redis.
+    - Soft/hard time limits on the short stages (prefork); the threads pool cannot
+      enforce any, so the edit's limits are its own (the client's SSE limits).
+    - ``worker_cancel_long_running_tasks_on_connection_loss`` off: when Redis
+      restarts, running tasks (open edit streams) finish their work; their messages
+      may come back, and the lease makes the second delivery a no-op.
+    - ``worker_soft_shutdown_timeout``: on a warm shutdown (SIGTERM), running edits
+      get this long to finish before the worker exits and their messages return.
+    """
     app = Celery("reelyard", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
         task_serializer="json",
@@ -73,6 +117,22 @@ def create_celery(settings: Settings) -> Celery:
         broker_connection_retry_on_startup=True,
         # a publish that fails is not retried here: the reconciler is the retry
         task_publish_retry=False,
+        task_default_queue=PIPELINE_QUEUE,
+        task_routes={
+            RUN_STAGE_TASK: {"queue": PIPELINE_QUEUE},
+            RECONCILE_TASK: {"queue": PIPELINE_QUEUE},
+            CANCEL_RENDER_TASK: {"queue": PIPELINE_QUEUE},
+            RUN_EDIT_TASK: {"queue": EDIT_QUEUE},
+        },
+        task_soft_time_limit=SHORT_SOFT_LIMIT_S,
+        task_time_limit=SHORT_HARD_LIMIT_S,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        worker_soft_shutdown_timeout=30.0,
+        worker_enable_soft_shutdown_on_idle=False,
+        worker_hijack_root_logger=False,
+        beat_schedule={
+            "reconcile": {"task": RECONCILE_TASK, "schedule": settings.reconcile_every_s},
+        },
         timezone="UTC",
         enable_utc=True,
     )

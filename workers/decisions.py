@@ -15,6 +15,10 @@ only carry it out. That keeps every rule in one place, testable on tables of cas
   options.
 - :func:`verify_draft` — what, if anything, the finished draft gets wrong about the
   options the caller asked for.
+- :func:`compose_correction` — the one follow-up instruction after a draft that does
+  not match the options.
+- :func:`next_render` — after a render failed or stalled: a new attempt, or give up.
+- :func:`stage_progress` — the job's progress (0-100) at each stage.
 - :func:`render_id` — the export's id, derived from the job and its attempt, so that a
   resumed job finds its render instead of starting a second one.
 """
@@ -59,6 +63,8 @@ class ErrorCode(StrEnum):
     SPEC_MISMATCH = "spec_mismatch"
     RENDER_FAILED = "render_failed"
     DEADLINE_EXCEEDED = "deadline_exceeded"
+    INTERNAL_ERROR = "internal_error"
+    IMAGE_UNREACHABLE = "image_unreachable"
 
 
 #: what a platform can tell its customer, per code
@@ -81,6 +87,8 @@ MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.SPEC_MISMATCH: "The video does not match the options that were asked for.",
     ErrorCode.RENDER_FAILED: "Rendering failed twice.",
     ErrorCode.DEADLINE_EXCEEDED: "The job did not finish before its deadline.",
+    ErrorCode.INTERNAL_ERROR: "reelyard failed to process the job; it was given up.",
+    ErrorCode.IMAGE_UNREACHABLE: "A photo could not be fetched from its URL.",
 }
 
 
@@ -156,12 +164,14 @@ def backoff_s(
 
     "Full jitter" (a random share of an exponentially growing, capped ceiling), so a
     crowd of jobs that failed together does not come back together; never less than
-    the upstream's Retry-After.
+    the upstream's Retry-After, and spread over up to half as long again after it, for
+    a crowd that was told the same Retry-After.
     """
+    share = jitter()
     ceiling = min(policy.cap_s, policy.base_s * 2.0**retries)
-    wait = ceiling * (0.5 + 0.5 * jitter())
+    wait = ceiling * (0.5 + 0.5 * share)
     if retry_after_s is not None:
-        wait = max(wait, retry_after_s)
+        wait = max(wait, retry_after_s * (1.0 + 0.5 * share))
     return wait * policy.time_scale
 
 
@@ -268,10 +278,24 @@ class JobOptions:
             aspect_ratio=_text(data.get("aspect_ratio")),
             resolution=_text(data.get("resolution")),
             duration_s=float(duration) if isinstance(duration, int | float) else None,
-            music=data.get("music") if isinstance(data.get("music"), bool | str) else None,
+            music=_music(data.get("music")),
             title=_text(data.get("title")),
             language=_text(data.get("language")),
         )
+
+
+def _music(value: Any) -> bool | str | None:
+    """The API's ``on``/``off``/track URL (or a boolean) as True/False/the URL."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in {"on", "yes", "true"}:
+            return True
+        if lowered in {"off", "no", "none", "false"}:
+            return False
+        return value.strip() or None
+    return None
 
 
 def _text(value: Any) -> str | None:
@@ -373,3 +397,44 @@ def render_id(job_id: str, attempt: int) -> str:
     """The render's id for a job's export attempt: the same every time it is asked."""
     safe = re.sub(r"[^A-Za-z0-9_-]", "_", job_id)
     return f"render_{safe}_{attempt}"
+
+
+MAX_RENDER_ATTEMPTS = 2  # nemo-api.md: one retry with a new id
+
+
+def next_render(attempt: int, reason: str) -> Retry | Fail:
+    """After render ``attempt`` failed (or stalled and was canceled): retry once, then fail."""
+    if attempt < MAX_RENDER_ATTEMPTS:
+        return Retry(0.0, f"the render failed ({reason}); starting it once more")
+    return Fail(ErrorCode.RENDER_FAILED, f"{MESSAGES[ErrorCode.RENDER_FAILED]} Last: {reason}.")
+
+
+def compose_correction(mismatches: list[str], options: JobOptions) -> str:
+    """The follow-up instruction for a draft that differs from the options asked for.
+
+    It names each difference and restates every option, so the editor corrects what
+    is wrong without undoing what was right.
+    """
+    listed = "; ".join(mismatches)
+    restated = compose_instruction("", options).strip()
+    return f"The video does not match what was asked: {listed}. Please correct it. {restated}"
+
+
+#: progress shown while a stage runs; rendering moves it from 60 to 95
+_STAGE_PROGRESS = {
+    "authorize": 2,
+    "open_session": 5,
+    "upload": 10,
+    "edit": 20,
+    "verify": 55,
+    "export": 60,
+    "poll_render": 60,
+    "finalize": 96,
+}
+
+
+def stage_progress(stage: str, render_progress: float | None = None) -> int:
+    """The job's progress at ``stage`` (and, while rendering, the render's own)."""
+    if stage == "poll_render" and render_progress is not None:
+        return 60 + round(35 * min(max(render_progress, 0.0), 100.0) / 100)
+    return _STAGE_PROGRESS.get(stage, 0)

@@ -18,9 +18,11 @@ Every function takes the caller's session and only executes; the caller commits.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from models.jobs import ACTIVE_STATUSES, Job, JobStatus, Stage
@@ -36,9 +38,21 @@ def _free_or_mine(owner: str, now: datetime) -> ColumnElement[bool]:
 
 
 def claim(
-    session: Session, job_id: str, stage: Stage, *, owner: str, lease_s: float, now: datetime
+    session: Session,
+    job_id: str,
+    stage: Stage,
+    *,
+    owner: str,
+    lease_s: float,
+    now: datetime,
+    deadline_s: float | None = None,
 ) -> bool:
-    """Take the job for ``stage`` until ``now + lease_s``; False if it is not ours to run."""
+    """Take the job for ``stage`` until ``now + lease_s``; False if it is not ours to run.
+
+    The first claim starts the job's clock: ``started_at``, and its deadline
+    ``deadline_s`` later (unless the job already has one).
+    """
+    deadline = None if deadline_s is None else now + timedelta(seconds=deadline_s)
     claimed = session.execute(
         update(Job)
         .where(
@@ -55,6 +69,8 @@ def claim(
             lease_expires_at=now + timedelta(seconds=lease_s),
             status=JobStatus.RUNNING,
             total_attempts=Job.total_attempts + 1,
+            started_at=func.coalesce(Job.started_at, now),
+            deadline_at=func.coalesce(Job.deadline_at, deadline),
         )
         .returning(Job.id)
         .execution_options(synchronize_session=False)
@@ -88,12 +104,20 @@ def advance(
     from_stage: Stage,
     to_stage: Stage,
     run_at: datetime,
+    values: Mapping[str, Any] | None = None,
+    count_retry: bool = True,
 ) -> bool:
     """Move the job from ``from_stage`` to ``to_stage``, due at ``run_at``, and release it.
 
     Also the way to reschedule a stage (``to_stage == from_stage`` with a later
-    ``run_at``): nothing sleeps in a worker.
+    ``run_at``): nothing sleeps in a worker. ``values`` are checkpointed in the same
+    statement. A new stage starts with no attempts; a rescheduled one counts one more
+    unless ``count_retry`` is false (a wait that is no failure, such as polling).
     """
+    if to_stage != from_stage:
+        attempts: Any = 0
+    else:
+        attempts = Job.stage_attempts + 1 if count_retry else Job.stage_attempts
     moved = session.execute(
         update(Job)
         .where(
@@ -109,7 +133,8 @@ def advance(
             next_run_at=run_at,
             lease_owner=None,
             lease_expires_at=None,
-            stage_attempts=0 if to_stage != from_stage else Job.stage_attempts + 1,
+            stage_attempts=attempts,
+            **(values or {}),
         )
         .returning(Job.id)
         .execution_options(synchronize_session=False)
@@ -117,18 +142,42 @@ def advance(
     return moved is not None
 
 
-def due_jobs(session: Session, *, now: datetime, limit: int = 500) -> list[str]:
-    """Live jobs that are due and free: the reconciler enqueues each (claims decide)."""
+def due_jobs(
+    session: Session, *, now: datetime, grace_s: float = 0.0, limit: int = 500
+) -> dict[str, Stage]:
+    """Live jobs that are due and free, with their stage: the reconciler enqueues each
+    (claims decide).
+
+    A job whose lease expired (its worker died) is due at once; one that is merely
+    due must have been due for ``grace_s`` seconds, so the message already on its way
+    to it is not doubled on every sweep.
+    """
+    due_before = now - timedelta(seconds=grace_s)
     rows = session.execute(
-        select(Job.id)
+        select(Job.id, Job.stage)
         .where(
             and_(
                 Job.status.in_(ACTIVE_STATUSES),
-                or_(Job.next_run_at.is_(None), Job.next_run_at <= now),
                 or_(Job.lease_expires_at.is_(None), Job.lease_expires_at <= now),
+                or_(
+                    Job.lease_expires_at.is_not(None),
+                    Job.next_run_at.is_(None),
+                    Job.next_run_at <= due_before,
+                ),
+                or_(Job.next_run_at.is_(None), Job.next_run_at <= now),
             )
         )
         .order_by(Job.next_run_at)
+        .limit(limit)
+    )
+    return {row[0]: row[1] for row in rows}
+
+
+def overdue_jobs(session: Session, *, now: datetime, limit: int = 500) -> list[str]:
+    """Live jobs past their deadline: the reconciler fails each."""
+    rows = session.execute(
+        select(Job.id)
+        .where(and_(Job.status.in_(ACTIVE_STATUSES), Job.deadline_at <= now))
         .limit(limit)
     )
     return [job_id for (job_id,) in rows]

@@ -96,11 +96,11 @@ def committed_caller(engine):
         return make_caller(session, "Committed")
 
 
-def queued_tasks(redis_client):
-    """(task name, args) of every message waiting on the default queue."""
+def queued_tasks(redis_client, queue="pipeline"):
+    """(task name, args) of every message waiting on ``queue`` (the default queue)."""
     tasks = []
     # kombu pushes on the left and workers pop on the right: oldest last
-    for raw in reversed(redis_client.lrange("celery", 0, -1)):
+    for raw in reversed(redis_client.lrange(queue, 0, -1)):
         message = json.loads(raw)
         tasks.append((message["headers"]["task"], json.loads(_body(message))[0]))
     return tasks

@@ -49,6 +49,7 @@ OPERATIONS = [
     "GET /v1/jobs/{job_id}",
     "POST /v1/jobs/{job_id}/cancel",
     "POST /v1/jobs/{job_id}/revisions",
+    "GET /v1/jobs/{job_id}/video",
     "GET /v1/jobs/{job_id}/events",
     "POST /v1/batches",
     "GET /v1/batches/{batch_id}",

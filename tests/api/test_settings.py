@@ -43,6 +43,28 @@ def test_every_documented_variable_is_read():
     assert settings.auth_cache_s == 0
 
 
+def test_the_pipelines_variables_are_read():
+    settings = Settings.from_env(
+        {
+            "REELYARD_TIME_SCALE": "0.01",
+            "REELYARD_LEASE_S": "5",
+            "REELYARD_RENDER_POLL_S": "10",
+            "REELYARD_RENDER_TIMEOUT_S": "60",
+            "REELYARD_JOB_DEADLINE_S": "600",
+            "REELYARD_UPLOAD_MODE": "FILE",
+            "REELYARD_MAX_CORRECTIONS": "0",
+            "REELYARD_CREDITS_EVERY_S": "0",
+            "REELYARD_RECONCILE_EVERY_S": "2",
+            "REELYARD_CONTINUE_STAGES": "off",
+        }
+    )
+    assert (settings.time_scale, settings.lease_s, settings.render_poll_s) == (0.01, 5, 10)
+    assert (settings.render_timeout_s, settings.job_deadline_s) == (60, 600)
+    assert (settings.upload_mode, settings.max_corrections) == ("file", 0)
+    assert (settings.credits_every_s, settings.reconcile_every_s) == (0, 2)
+    assert settings.continue_stages is False
+
+
 def test_the_redis_url_defaults_to_the_broker():
     settings = Settings.from_env({"REELYARD_BROKER_URL": "redis://broker:6379/3"})
     assert settings.redis_url == "redis://broker:6379/3"
@@ -56,6 +78,11 @@ def test_the_redis_url_defaults_to_the_broker():
         ("REELYARD_DATABASE_POOL_SIZE", "0"),
         ("REELYARD_EVENTS_POLL_S", "-1"),
         ("REELYARD_AUTH_CACHE_S", "soon"),
+        ("REELYARD_TIME_SCALE", "-0.5"),
+        ("REELYARD_LEASE_S", "0"),
+        ("REELYARD_UPLOAD_MODE", "carrier-pigeon"),
+        ("REELYARD_MAX_CORRECTIONS", "-1"),
+        ("REELYARD_CONTINUE_STAGES", "perhaps"),
     ],
 )
 def test_unusable_values_are_refused_with_their_name(name, value):

@@ -58,6 +58,7 @@ def test_openapi_describes_every_endpoint_and_the_security_scheme(client):
     assert set(spec["paths"]) == {
         "/v1/jobs",
         "/v1/jobs/{job_id}",
+        "/v1/jobs/{job_id}/video",
         "/v1/jobs/{job_id}/cancel",
         "/v1/jobs/{job_id}/revisions",
         "/v1/jobs/{job_id}/events",

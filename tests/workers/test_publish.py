@@ -55,7 +55,7 @@ def publisher(celery):
         publisher.close()
 
 
-def messages(redis_client, queue="celery"):
+def messages(redis_client, queue="pipeline"):
     # kombu pushes on the left and workers pop on the right: oldest last
     return [json.loads(raw) for raw in reversed(redis_client.lrange(queue, 0, -1))]
 
@@ -109,10 +109,10 @@ def test_each_message_gets_its_own_task_id(publisher, redis_client):
 
 
 def test_the_apps_task_routes_are_followed(celery, publisher, redis_client):
-    celery.conf.task_routes = {RUN_STAGE_TASK: {"queue": "pipeline"}}
+    celery.conf.task_routes = {RUN_STAGE_TASK: {"queue": "elsewhere"}}
     publisher.publish(RUN_STAGE_TASK, ("job_1",))
     assert messages(redis_client) == []
-    [message] = messages(redis_client, "pipeline")
+    [message] = messages(redis_client, "elsewhere")
     assert body(message)[0] == ["job_1"]
 
 

@@ -116,6 +116,18 @@ def test_token_expiry_kills_the_token_and_a_new_one_may_be_had(studio, client, u
     assert studio.ledger()["tokens"] == {user.client_id: 2}
 
 
+def test_a_new_token_for_the_same_client_id_is_the_same_user_and_keeps_its_work(
+    studio, client, user
+):
+    session_id = user.session(empty=True)
+    studio.faults(token_expiry={"count": 1})
+    assert user.state_response(session_id).status_code == 401
+    fresh = User.anonymous(client, user.client_id)
+    assert fresh.user_id == user.user_id
+    assert fresh.state_response(session_id).status_code == 200  # 1001: new token, retry
+    assert User.anonymous(client).user_id != user.user_id  # another client id, another user
+
+
 def test_token_expiry_after_n_calls(studio, user):
     studio.faults(token_expiry_after=3)
     assert [user.get(BALANCE).status_code for _ in range(5)] == [200, 200, 200, 401, 401]

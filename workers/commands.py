@@ -1,0 +1,102 @@
+"""The workers' commands: ``reelyard worker`` and ``reelyard beat``.
+
+Registered on the ``reelyard`` group in ``reelyard/cli.py``. Both read the settings
+(``REELYARD_*``) and the upstream's configuration (``NEMO_*``) once, build the worker
+app, and hand over to Celery's own worker and beat.
+
+Pools, by queue (chosen by measurement, benchmarks/pipeline.py and inflight.py):
+
+- ``pipeline`` (short stages): ``prefork``, one process per core: the stages are
+  short and some use the CPU (checksums, probing the video); Celery's time limits
+  apply.
+- ``edit`` (the SSE turns): ``threads``, 1,000 threads: each open stream is an idle
+  socket, which a thread holds for a few hundred kilobytes where a process would
+  take tens of megabytes; the stream's own limits bound each turn.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import click
+from celery import Celery
+
+from reelyard.settings import Settings, SettingsError
+
+#: the pool and concurrency each queue gets by default
+POOLS = {"pipeline": ("prefork", os.cpu_count() or 2), "edit": ("threads", 1000)}
+LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
+
+
+def _worker_app() -> Celery:
+    from nemo import NemoConfig  # noqa: PLC0415 (loaded only by the commands that need it)
+    from workers.tasks import create_worker_app  # noqa: PLC0415
+
+    try:
+        settings = Settings.from_env()
+        nemo_config = NemoConfig.from_env(os.environ)
+    except (SettingsError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    return create_worker_app(settings, nemo_config)
+
+
+@click.command("worker")
+@click.option(
+    "-Q",
+    "--queues",
+    type=click.Choice(["pipeline", "edit", "pipeline,edit"]),
+    default="pipeline",
+    show_default=True,
+    help="The queue(s) to serve: the short stages, the edit streams, or both.",
+)
+@click.option("--pool", type=click.Choice(["prefork", "threads", "solo"]), help="Worker pool.")
+@click.option("-c", "--concurrency", type=click.IntRange(min=1, max=5000), help="Pool size.")
+@click.option("-n", "--hostname", help="Node name (default: <queue>@<host>).")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker_command(
+    queues: str, pool: str | None, concurrency: int | None, hostname: str | None, loglevel: str
+) -> None:
+    """Run a Celery worker for the pipeline's queue(s)."""
+    logging.basicConfig(level=loglevel.upper(), format=LOG_FORMAT)
+    names = queues.split(",")
+    default_pool, default_concurrency = POOLS[names[0]] if len(names) == 1 else ("threads", 200)
+    app = _worker_app()
+    argv = [
+        "worker",
+        "--queues",
+        queues,
+        "--pool",
+        pool or default_pool,
+        "--concurrency",
+        str(concurrency or default_concurrency),
+        "--hostname",
+        hostname or f"{names[0] if len(names) == 1 else 'all'}@%h",
+        "--loglevel",
+        loglevel,
+        "--without-mingle",
+        "--without-gossip",
+    ]
+    app.worker_main(argv)
+
+
+@click.command("beat")
+@click.option(
+    "--schedule",
+    "schedule_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Where beat keeps its schedule (default: <data dir>/celerybeat-schedule).",
+)
+@click.option("--loglevel", default="INFO", show_default=True)
+def beat_command(schedule_file: Path | None, loglevel: str) -> None:
+    """Run the scheduler: the reconciler every REELYARD_RECONCILE_EVERY_S seconds."""
+    logging.basicConfig(level=loglevel.upper(), format=LOG_FORMAT)
+    app = _worker_app()
+    try:
+        data_dir = Settings.from_env().data_dir
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+    target = schedule_file or data_dir / "celerybeat-schedule"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    app.start(["beat", "--schedule", str(target), "--loglevel", loglevel])

@@ -1,0 +1,211 @@
+"""The one upstream account every job shares: its client id and token, single-flight.
+
+Tokens are scarce (about one per client id per week, nemo-api.md), so the service
+keeps one client id and one token in ``upstream_credentials`` and every job uses
+them. A token is replaced only after the upstream refused it (1001):
+
+- :func:`invalidate` forgets the token a job saw refused, and only that one, so a
+  late 1001 for an old token never throws away the fresh one;
+- :func:`current_token` hands out the stored token, or, when there is none, lets
+  exactly one worker fetch a new one: the one whose conditional UPDATE of
+  ``refreshing_until`` matched. The others get :class:`TokenPending` and come back
+  a moment later (a rescheduled task, not a sleep). A refresher that died leaves a
+  claim that expires after :data:`REFRESH_CLAIM_S`.
+
+A token fixed by configuration (``NEMO_TOKEN``) is used as it is and never refreshed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import httpx
+from sqlalchemy import and_, or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from models.base import utcnow
+from models.upstream import CREDENTIALS_ROW, UpstreamCredentials
+from nemo import Credits, NemoClient, NemoConfig, Secret, Token, build_http_client
+
+#: seconds a worker may spend fetching a token before another may try
+REFRESH_CLAIM_S = 30.0
+
+
+class TokenPending(Exception):
+    """Another worker is fetching the token: try again in a moment."""
+
+
+class FixedTokenRefused(Exception):
+    """The configured ``NEMO_TOKEN`` was refused; nothing can replace it."""
+
+
+@dataclass
+class Upstream:
+    """The upstream's configuration and one HTTP client for the whole process."""
+
+    config: NemoConfig
+    http: httpx.Client
+
+    @classmethod
+    def connect(cls, config: NemoConfig, *, max_connections: int = 1100) -> Upstream:
+        # one pool for every thread: each of the edit queue's streams holds a connection
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=100)
+        return cls(config, build_http_client(config, transport=httpx.HTTPTransport(limits=limits)))
+
+    def client(self, token: Token | None) -> NemoClient:
+        return NemoClient(self.http, self.config, token=token)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _row(session: Session) -> UpstreamCredentials:
+    row = session.get(UpstreamCredentials, CREDENTIALS_ROW, populate_existing=True)
+    if row is not None:
+        return row
+    try:
+        with session.begin_nested():
+            session.add(UpstreamCredentials(id=CREDENTIALS_ROW, client_id=str(uuid.uuid4())))
+    except IntegrityError:  # another worker created it first
+        pass
+    row = session.get(UpstreamCredentials, CREDENTIALS_ROW, populate_existing=True)
+    assert row is not None  # noqa: S101 (it exists: we or another worker created it)
+    return row
+
+
+def current_token(
+    sessions: sessionmaker[Session],
+    upstream: Upstream,
+    *,
+    owner: str,
+    clock: Callable[[], datetime] = utcnow,
+) -> Token:
+    """The token to call the upstream with; fetches one (single-flight) when none is stored."""
+    if upstream.config.token is not None:
+        return Token(upstream.config.token)
+    with sessions() as session:
+        row = _row(session)
+        if row.token:
+            token = Token(Secret(row.token), user_id=row.user_id)
+            session.commit()
+            return token
+        now = clock()
+        won = session.execute(
+            update(UpstreamCredentials)
+            .where(
+                and_(
+                    UpstreamCredentials.id == CREDENTIALS_ROW,
+                    UpstreamCredentials.token.is_(None),
+                    or_(
+                        UpstreamCredentials.refreshing_until.is_(None),
+                        UpstreamCredentials.refreshing_until <= now,
+                    ),
+                )
+            )
+            .values(
+                refreshing_until=now + timedelta(seconds=REFRESH_CLAIM_S),
+                refreshing_owner=owner,
+                updated_at=now,
+            )
+            .returning(UpstreamCredentials.client_id)
+        ).first()
+        session.commit()
+    if won is None:
+        raise TokenPending
+    client_id = upstream.config.client_id or won.client_id
+    try:
+        token = upstream.client(None).anonymous_token(client_id)
+    except BaseException:
+        _release(sessions, owner)
+        raise
+    with sessions() as session:
+        session.execute(
+            update(UpstreamCredentials)
+            .where(
+                and_(
+                    UpstreamCredentials.id == CREDENTIALS_ROW,
+                    UpstreamCredentials.refreshing_owner == owner,
+                )
+            )
+            .values(
+                token=token.value.reveal(),
+                user_id=token.user_id,
+                client_id=client_id,
+                token_expires_at=_parse_time(token.expires_at),
+                refreshing_until=None,
+                refreshing_owner=None,
+                credits_balance=int(token.credits) if token.credits is not None else None,
+                credits_checked_at=clock() if token.credits is not None else None,
+                updated_at=clock(),
+            )
+        )
+        session.commit()
+    return token
+
+
+def _release(sessions: sessionmaker[Session], owner: str) -> None:
+    with sessions() as session:
+        session.execute(
+            update(UpstreamCredentials)
+            .where(
+                and_(
+                    UpstreamCredentials.id == CREDENTIALS_ROW,
+                    UpstreamCredentials.refreshing_owner == owner,
+                )
+            )
+            .values(refreshing_until=None, refreshing_owner=None)
+        )
+        session.commit()
+
+
+def invalidate(sessions: sessionmaker[Session], upstream: Upstream, refused: Token) -> None:
+    """Forget ``refused`` (the upstream answered 1001 to it), unless already replaced."""
+    if upstream.config.token is not None:
+        raise FixedTokenRefused
+    with sessions() as session:
+        session.execute(
+            update(UpstreamCredentials)
+            .where(
+                and_(
+                    UpstreamCredentials.id == CREDENTIALS_ROW,
+                    UpstreamCredentials.token == refused.value.reveal(),
+                )
+            )
+            .values(token=None, user_id=None, token_expires_at=None, updated_at=utcnow())
+        )
+        session.commit()
+
+
+def record_credits(
+    sessions: sessionmaker[Session], credits: Credits, *, now: datetime | None = None
+) -> None:
+    with sessions() as session:
+        session.execute(
+            update(UpstreamCredentials)
+            .where(UpstreamCredentials.id == CREDENTIALS_ROW)
+            .values(credits_balance=int(credits.available), credits_checked_at=now or utcnow())
+        )
+        session.commit()
+
+
+def credits_due(sessions: sessionmaker[Session], every_s: float, now: datetime) -> bool:
+    """Whether the credit balance is older than ``every_s`` seconds."""
+    with sessions() as session:
+        row = session.get(UpstreamCredentials, CREDENTIALS_ROW)
+        checked = row.credits_checked_at if row is not None else None
+        session.rollback()
+    return checked is None or checked <= now - timedelta(seconds=every_s)
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
