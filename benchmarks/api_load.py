@@ -39,6 +39,8 @@ import psycopg
 import redis
 from psycopg import sql
 
+from workers.app import PIPELINE_QUEUE
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -239,7 +241,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
-        queued = broker.llen("celery")
+        queued = broker.llen(PIPELINE_QUEUE)
         stored = _count_jobs(database_url)
         broker.flushdb()
         broker.close()
