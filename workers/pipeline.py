@@ -280,13 +280,13 @@ def _run_once(
     deps: Deps, job_id: str, queue: Queue, handlers: Mapping[Stage, Handler], owner: str
 ) -> Next | None:
     claimed = _claim(deps, job_id, queue, owner)
-    if not isinstance(claimed, Job):
-        return claimed
+    if claimed is None:
+        return None
     return _execute(StageRun(deps, claimed, owner), handlers)
 
 
-def _claim(deps: Deps, job_id: str, queue: Queue, owner: str) -> Job | Next | None:
-    """The job, claimed for its due stage; or a hand-over to the other queue; or nothing."""
+def _claim(deps: Deps, job_id: str, queue: Queue, owner: str) -> Job | None:
+    """The job, claimed for its due stage on ``queue``; None if it is not ours to run."""
     now = deps.clock()
     with deps.sessions() as session:
         job = session.get(Job, job_id)
@@ -294,8 +294,11 @@ def _claim(deps: Deps, job_id: str, queue: Queue, owner: str) -> Job | Next | No
             return None
         stage = job.stage
         due_in = (job.next_run_at - now).total_seconds() if job.next_run_at else 0.0
-        if queue_for(stage) is not queue:  # a message for the other queue: hand it over
-            return Next(job_id, stage, max(due_in, 0.0))
+        if queue_for(stage) is not queue:
+            # a stale message (every message is sent to its stage's queue): the job has
+            # moved on, and whoever moved it published its message; forwarding this one
+            # would only double it (a lost one is the reconciler's)
+            return None
         if due_in > 0:  # early (a duplicate); the message for the due time will come
             return None
         if job.deadline_at is not None and job.deadline_at <= now:
