@@ -47,7 +47,11 @@ bench-render: $(STAMP) $(MOVIEPY_VENV)/bin/python
 bench-studio: $(STAMP)
 	$(BIN)/python benchmarks/studio_streams.py
 
+# wrk is the load generator (a C program: a Python one costs the two cores more);
+# installed from Debian's packages where it is missing and apt can install it
 bench-api: $(STAMP)
+	@command -v wrk >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
+		&& apt-get install -y -qq wrk >/dev/null) || echo "wrk not installed: using the Python load generator"
 	$(BIN)/python benchmarks/api_load.py
 
 clean:
