@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 # Benchmark scripts run as files, so benchmarks/ is first on their path: no benchmark may be
 # named like a package of ours (benchmarks/studio.py would hide the studio package).
-.PHONY: install test lint format typecheck pytest bench-render bench-studio bench-api clean
+.PHONY: install test lint format typecheck pytest bench-render bench-studio bench-api bench-pipeline clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ bench-api: $(STAMP)
 	@command -v wrk >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
 		&& apt-get install -y -qq wrk >/dev/null) || echo "wrk not installed: using the Python load generator"
 	$(BIN)/python benchmarks/api_load.py
+
+# 2,000 jobs through api, workers and a studio that does not render: jobs/s end to end
+bench-pipeline: $(STAMP)
+	$(BIN)/python benchmarks/pipeline.py
 
 clean:
 	rm -rf $(VENV) $(MOVIEPY_VENV) .mypy_cache .ruff_cache .pytest_cache
