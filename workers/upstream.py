@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 from sqlalchemy import and_, or_, update
@@ -122,74 +123,60 @@ def current_token(
     except BaseException:
         _release(sessions, owner)
         raise
-    with sessions() as session:
-        session.execute(
-            update(UpstreamCredentials)
-            .where(
-                and_(
-                    UpstreamCredentials.id == CREDENTIALS_ROW,
-                    UpstreamCredentials.refreshing_owner == owner,
-                )
-            )
-            .values(
-                token=token.value.reveal(),
-                user_id=token.user_id,
-                client_id=client_id,
-                token_expires_at=_parse_time(token.expires_at),
-                refreshing_until=None,
-                refreshing_owner=None,
-                credits_balance=int(token.credits) if token.credits is not None else None,
-                credits_checked_at=clock() if token.credits is not None else None,
-                updated_at=clock(),
-            )
-        )
-        session.commit()
+    _update(
+        sessions,
+        UpstreamCredentials.refreshing_owner == owner,
+        token=token.value.reveal(),
+        user_id=token.user_id,
+        client_id=client_id,
+        token_expires_at=_parse_time(token.expires_at),
+        refreshing_until=None,
+        refreshing_owner=None,
+        credits_balance=int(token.credits) if token.credits is not None else None,
+        credits_checked_at=clock() if token.credits is not None else None,
+        updated_at=clock(),
+    )
     return token
 
 
-def _release(sessions: sessionmaker[Session], owner: str) -> None:
+def _update(sessions: sessionmaker[Session], *where: Any, **values: Any) -> None:
+    """Change the credentials row where ``where`` holds, and commit."""
     with sessions() as session:
         session.execute(
             update(UpstreamCredentials)
-            .where(
-                and_(
-                    UpstreamCredentials.id == CREDENTIALS_ROW,
-                    UpstreamCredentials.refreshing_owner == owner,
-                )
-            )
-            .values(refreshing_until=None, refreshing_owner=None)
+            .where(and_(UpstreamCredentials.id == CREDENTIALS_ROW, *where))
+            .values(**values)
         )
         session.commit()
+
+
+def _release(sessions: sessionmaker[Session], owner: str) -> None:
+    _update(
+        sessions,
+        UpstreamCredentials.refreshing_owner == owner,
+        refreshing_until=None,
+        refreshing_owner=None,
+    )
 
 
 def invalidate(sessions: sessionmaker[Session], upstream: Upstream, refused: Token) -> None:
     """Forget ``refused`` (the upstream answered 1001 to it), unless already replaced."""
     if upstream.config.token is not None:
         raise FixedTokenRefused
-    with sessions() as session:
-        session.execute(
-            update(UpstreamCredentials)
-            .where(
-                and_(
-                    UpstreamCredentials.id == CREDENTIALS_ROW,
-                    UpstreamCredentials.token == refused.value.reveal(),
-                )
-            )
-            .values(token=None, user_id=None, token_expires_at=None, updated_at=utcnow())
-        )
-        session.commit()
+    _update(
+        sessions,
+        UpstreamCredentials.token == refused.value.reveal(),
+        token=None,
+        user_id=None,
+        token_expires_at=None,
+        updated_at=utcnow(),
+    )
 
 
 def record_credits(
     sessions: sessionmaker[Session], credits: Credits, *, now: datetime | None = None
 ) -> None:
-    with sessions() as session:
-        session.execute(
-            update(UpstreamCredentials)
-            .where(UpstreamCredentials.id == CREDENTIALS_ROW)
-            .values(credits_balance=int(credits.available), credits_checked_at=now or utcnow())
-        )
-        session.commit()
+    _update(sessions, credits_balance=int(credits.available), credits_checked_at=now or utcnow())
 
 
 def credits_due(sessions: sessionmaker[Session], every_s: float, now: datetime) -> bool:

@@ -8,9 +8,6 @@ that prompt recovery is the reconciler's doing.
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -23,7 +20,7 @@ import pytest
 
 from tests.conftest import _worker_index
 from tests.e2e.system import System, run_system, wait_for
-from tests.workers.pipeline_fixtures import PhotoServer, _QuietHandler, make_photos
+from tests.workers.pipeline_fixtures import PhotoServer, serve_photos
 
 pytestmark = pytest.mark.slow
 
@@ -34,15 +31,8 @@ RATIOS = {"1:1": Fraction(1, 1), "16:9": Fraction(16, 9), "9:16": Fraction(9, 16
 @pytest.fixture(scope="module")
 def photo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PhotoServer]:
     """Three generated photos served over HTTP on loopback."""
-    directory = tmp_path_factory.mktemp("photos")
-    names = make_photos(directory)
-    handler = functools.partial(_QuietHandler, directory=str(directory))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield PhotoServer(f"http://127.0.0.1:{server.server_address[1]}", names)
-    server.shutdown()
-    server.server_close()
+    with serve_photos(tmp_path_factory.mktemp("photos")) as server:
+        yield server
 
 
 @pytest.fixture(scope="module", params=["redis", "amqp"])

@@ -8,6 +8,7 @@ database is the test's PostgreSQL transaction (savepoints stand in for commits).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import threading
@@ -61,18 +62,26 @@ class PhotoServer:
         return [f"{self.base_url}/{name}" for name in self.names]
 
 
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PhotoServer]:
-    """Three generated photos served over HTTP on loopback."""
-    directory = tmp_path_factory.mktemp("photos")
+@contextlib.contextmanager
+def serve_photos(directory: Path) -> Iterator[PhotoServer]:
+    """Three generated photos in ``directory``, served over HTTP on loopback."""
     names = make_photos(directory)
     handler = functools.partial(_QuietHandler, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield PhotoServer(f"http://127.0.0.1:{server.server_address[1]}", names)
-    server.shutdown()
-    server.server_close()
+    try:
+        yield PhotoServer(f"http://127.0.0.1:{server.server_address[1]}", names)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PhotoServer]:
+    """Three generated photos served over HTTP on loopback."""
+    with serve_photos(tmp_path_factory.mktemp("photos")) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
