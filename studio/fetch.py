@@ -12,8 +12,10 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +29,13 @@ from studio.media import SizeLimit, too_large
 
 MAX_REDIRECTS = 3
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every fetch: building one loads the CA bundle, which cost
+    about 80 % of the studio's CPU when every upload made its own."""
+    return httpx.create_ssl_context()
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,9 @@ def fetch(
         name = unquote(parts.path.rsplit("/", 1)[-1]) or "download"
         remaining = max(0.1, deadline - time.monotonic())
         timeout = httpx.Timeout(remaining, connect=min(10.0, remaining))
-        with httpx.Client(transport=transport, timeout=timeout, follow_redirects=False) as client:
+        with httpx.Client(
+            transport=transport, verify=_tls(), timeout=timeout, follow_redirects=False
+        ) as client:
             try:
                 request = client.build_request(
                     "GET",
