@@ -56,7 +56,7 @@ PROMPT = "A calm slideshow of the garden, one photo after another, with soft mus
 SPEC = {"aspect_ratio": "16:9", "resolution": "720p", "duration_s": 3}
 #: the worker processes, and the command each runs (after ``reelyard.cli``)
 WORKERS: dict[str, list[str]] = {
-    "pipeline": ["worker", "-Q", "pipeline"],
+    "pipeline": ["worker", "-Q", "pipeline"] + os.environ.get("BENCH_PIPELINE_ARGS", "").split(),
     "edit": ["worker", "-Q", "edit", "-c", "200"],
     "beat": ["beat"],
 }

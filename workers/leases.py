@@ -3,9 +3,10 @@
 Messages may be lost or delivered twice, and a worker may die at any line; the job's
 row decides who works on it (procrastinate's model, design.md "Durability"):
 
-- :func:`claim` — one conditional UPDATE: the job is still at that stage, still live,
-  due, and nobody else holds an unexpired lease. A duplicate message, or one for a
-  stage already past, claims nothing and does nothing.
+- :func:`claim` — one conditional UPDATE that returns the job: it is at a stage of
+  the message's queue, still live, due, within its deadline, and nobody else holds
+  an unexpired lease. A duplicate message, or one for a stage already past, claims
+  nothing and does nothing.
 - :func:`renew` — a long stage (the SSE edit) extends its lease while it is alive; a
   worker that lost its lease learns it here and stops.
 - :func:`advance` — checkpoint the next stage and let go, in the same statement,
@@ -18,7 +19,7 @@ Every function takes the caller's session and only executes; the caller commits.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,27 +41,31 @@ def _free_or_mine(owner: str, now: datetime) -> ColumnElement[bool]:
 def claim(
     session: Session,
     job_id: str,
-    stage: Stage,
+    stages: Collection[Stage],
     *,
     owner: str,
     lease_s: float,
     now: datetime,
     deadline_s: float | None = None,
-) -> bool:
-    """Take the job for ``stage`` until ``now + lease_s``; False if it is not ours to run.
+) -> Job | None:
+    """Take the job for its stage, if that is one of ``stages``, until ``now + lease_s``.
 
+    The claimed job as it is now, in the same statement (``UPDATE … RETURNING``); None
+    if it is not ours to run: finished, at another stage, not yet due, held by
+    another worker, or past its deadline (which :func:`past_deadline` tells apart).
     The first claim starts the job's clock: ``started_at``, and its deadline
     ``deadline_s`` later (unless the job already has one).
     """
     deadline = None if deadline_s is None else now + timedelta(seconds=deadline_s)
-    claimed = session.execute(
+    return session.scalars(
         update(Job)
         .where(
             and_(
                 Job.id == job_id,
-                Job.stage == stage,
+                Job.stage.in_(stages),
                 Job.status.in_(ACTIVE_STATUSES),
                 or_(Job.next_run_at.is_(None), Job.next_run_at <= now),
+                or_(Job.deadline_at.is_(None), Job.deadline_at > now),
                 _free_or_mine(owner, now),
             )
         )
@@ -72,10 +77,27 @@ def claim(
             started_at=func.coalesce(Job.started_at, now),
             deadline_at=func.coalesce(Job.deadline_at, deadline),
         )
-        .returning(Job.id)
-        .execution_options(synchronize_session=False)
+        .returning(Job)
+        .execution_options(synchronize_session=False, populate_existing=True)
     ).first()
-    return claimed is not None
+
+
+def past_deadline(
+    session: Session, job_id: str, stages: Collection[Stage], *, now: datetime
+) -> bool:
+    """Whether the job is live at one of ``stages`` but past its deadline (a claim
+    refused it; the caller fails it)."""
+    found = session.execute(
+        select(Job.id).where(
+            and_(
+                Job.id == job_id,
+                Job.stage.in_(stages),
+                Job.status.in_(ACTIVE_STATUSES),
+                Job.deadline_at <= now,
+            )
+        )
+    ).first()
+    return found is not None
 
 
 def renew(session: Session, job_id: str, *, owner: str, lease_s: float, now: datetime) -> bool:

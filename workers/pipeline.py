@@ -70,6 +70,12 @@ def queue_for(stage: Stage) -> Queue:
     return Queue.EDIT if stage is Stage.EDIT else Queue.PIPELINE
 
 
+#: the stages each queue runs
+STAGES_ON: Mapping[Queue, frozenset[Stage]] = {
+    queue: frozenset(stage for stage in Stage if queue_for(stage) is queue) for queue in Queue
+}
+
+
 class UploadMode(StrEnum):
     URL = "url"
     FILE = "file"
@@ -286,39 +292,32 @@ def _run_once(
 
 
 def _claim(deps: Deps, job_id: str, queue: Queue, owner: str) -> Job | None:
-    """The job, claimed for its due stage on ``queue``; None if it is not ours to run."""
+    """The job, claimed for its due stage on ``queue``; None if it is not ours to run.
+
+    One statement in the usual case. A message for a stage on the other queue is stale
+    (every message is sent to its stage's queue): the job has moved on, and whoever
+    moved it published its message; forwarding this one would only double it (a lost
+    one is the reconciler's). An early message is a duplicate: the one for the due
+    time will come.
+    """
     now = deps.clock()
+    stages = STAGES_ON[queue]
     with deps.sessions() as session:
-        job = session.get(Job, job_id)
-        if job is None or job.status.terminal:
-            return None
-        stage = job.stage
-        due_in = (job.next_run_at - now).total_seconds() if job.next_run_at else 0.0
-        if queue_for(stage) is not queue:
-            # a stale message (every message is sent to its stage's queue): the job has
-            # moved on, and whoever moved it published its message; forwarding this one
-            # would only double it (a lost one is the reconciler's)
-            return None
-        if due_in > 0:  # early (a duplicate); the message for the due time will come
-            return None
-        if job.deadline_at is not None and job.deadline_at <= now:
-            _finish(session, job_id, fail(ErrorCode.DEADLINE_EXCEEDED))
-            session.commit()
-            return None
-        claimed = leases.claim(
+        job = leases.claim(
             session,
             job_id,
-            stage,
+            stages,
             owner=owner,
             lease_s=deps.config.lease_s,
             now=now,
             deadline_s=deps.config.job_deadline_s,
         )
-        if not claimed:
-            session.rollback()
+        if job is None:
+            if leases.past_deadline(session, job_id, stages, now=now):
+                _finish(session, job_id, fail(ErrorCode.DEADLINE_EXCEEDED))
+            session.commit()
             return None
         session.commit()
-        session.refresh(job)
         session.expunge(job)
     return job
 
@@ -369,18 +368,7 @@ def on_error(run: StageRun, error: NemoError) -> Outcome:
                 data=data,
             )
         case Repair(kind=RepairKind.NEW_TOKEN):
-            if run.token is not None:
-                try:
-                    invalidate(run.deps.sessions, run.deps.upstream, run.token)
-                except FixedTokenRefused:  # NEMO_TOKEN: nothing can replace it
-                    return fail(ErrorCode.UPSTREAM_AUTH)
-            return Advance(
-                job.stage,
-                values={"token_repairs": job.token_repairs + 1},
-                message="The video service's token expired; getting a new one and retrying.",
-                event=EventType.REPAIR,
-                data=data,
-            )
+            return _new_token(run, data)
         case Repair(kind=RepairKind.NEW_SESSION):
             return Advance(
                 Stage.OPEN_SESSION,
@@ -408,6 +396,30 @@ def on_error(run: StageRun, error: NemoError) -> Outcome:
             detail = getattr(error, "detail", None) or str(error)
             return fail(code, f"{message} ({detail[:300]})")
     raise AssertionError(decision)  # pragma: no cover (the match is exhaustive)
+
+
+def _new_token(run: StageRun, data: dict[str, Any]) -> Outcome:
+    """The token was refused (1001): forget it and run the stage again."""
+    job = run.job
+    if run.token is not None:
+        try:
+            expired = invalidate(run.deps.sessions, run.deps.upstream, run.token)
+        except FixedTokenRefused:  # NEMO_TOKEN: nothing can replace it
+            return fail(ErrorCode.UPSTREAM_AUTH)
+        if not expired:  # another worker had replaced it already: not a repair
+            return Advance(
+                job.stage,
+                message="The video service's token had just been replaced; retrying.",
+                event=EventType.RETRY,
+                data=data,
+            )
+    return Advance(
+        job.stage,
+        values={"token_repairs": job.token_repairs + 1},
+        message="The video service's token expired; getting a new one and retrying.",
+        event=EventType.REPAIR,
+        data=data,
+    )
 
 
 #: what a new upstream session invalidates

@@ -17,9 +17,10 @@ A token fixed by configuration (``NEMO_TOKEN``) is used as it is and never refre
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,6 +35,10 @@ from nemo import Credits, NemoClient, NemoConfig, Secret, Token, build_http_clie
 
 #: seconds a worker may spend fetching a token before another may try
 REFRESH_CLAIM_S = 30.0
+#: seconds a process reuses the token it last read before reading the row again: a
+#: token replaced meanwhile is refused (1001) at worst, which costs no credit, and
+#: :func:`invalidate` then tells the job it was stale, not expired
+TOKEN_REUSE_S = 2.0
 
 
 class TokenPending(Exception):
@@ -50,6 +55,8 @@ class Upstream:
 
     config: NemoConfig
     http: httpx.Client
+    #: the token last read from the row, and when (``time.monotonic``)
+    _known: tuple[Token, float] | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def connect(cls, config: NemoConfig, *, max_connections: int = 1100) -> Upstream:
@@ -62,6 +69,16 @@ class Upstream:
 
     def close(self) -> None:
         self.http.close()
+
+    def known_token(self) -> Token | None:
+        """The token read less than :data:`TOKEN_REUSE_S` ago, if any."""
+        known = self._known
+        if known is None or time.monotonic() - known[1] >= TOKEN_REUSE_S:
+            return None
+        return known[0]
+
+    def remember(self, token: Token | None) -> None:
+        self._known = None if token is None else (token, time.monotonic())
 
 
 def _row(session: Session) -> UpstreamCredentials:
@@ -88,11 +105,15 @@ def current_token(
     """The token to call the upstream with; fetches one (single-flight) when none is stored."""
     if upstream.config.token is not None:
         return Token(upstream.config.token)
+    known = upstream.known_token()
+    if known is not None:
+        return known
     with sessions() as session:
         row = _row(session)
         if row.token:
             token = Token(Secret(row.token), user_id=row.user_id)
             session.commit()
+            upstream.remember(token)
             return token
         now = clock()
         won = session.execute(
@@ -136,18 +157,21 @@ def current_token(
         credits_checked_at=clock() if token.credits is not None else None,
         updated_at=clock(),
     )
+    upstream.remember(token)
     return token
 
 
-def _update(sessions: sessionmaker[Session], *where: Any, **values: Any) -> None:
-    """Change the credentials row where ``where`` holds, and commit."""
+def _update(sessions: sessionmaker[Session], *where: Any, **values: Any) -> bool:
+    """Change the credentials row where ``where`` holds, and commit; whether it held."""
     with sessions() as session:
-        session.execute(
+        changed = session.execute(
             update(UpstreamCredentials)
             .where(and_(UpstreamCredentials.id == CREDENTIALS_ROW, *where))
             .values(**values)
-        )
+            .returning(UpstreamCredentials.id)
+        ).first()
         session.commit()
+    return changed is not None
 
 
 def _release(sessions: sessionmaker[Session], owner: str) -> None:
@@ -159,11 +183,16 @@ def _release(sessions: sessionmaker[Session], owner: str) -> None:
     )
 
 
-def invalidate(sessions: sessionmaker[Session], upstream: Upstream, refused: Token) -> None:
-    """Forget ``refused`` (the upstream answered 1001 to it), unless already replaced."""
+def invalidate(sessions: sessionmaker[Session], upstream: Upstream, refused: Token) -> bool:
+    """Forget ``refused`` (the upstream answered 1001 to it), unless already replaced.
+
+    True if it was the stored token (it expired); False if another worker had already
+    replaced it (this process used it a moment too long: no repair is needed).
+    """
     if upstream.config.token is not None:
         raise FixedTokenRefused
-    _update(
+    upstream.remember(None)
+    return _update(
         sessions,
         UpstreamCredentials.token == refused.value.reveal(),
         token=None,

@@ -33,6 +33,7 @@ from tests.workers.pipeline_fixtures import (
     with_config,
 )
 from workers import leases
+from workers import upstream as upstream_module
 from workers.decisions import (
     MESSAGES,
     ErrorCode,
@@ -101,7 +102,7 @@ def die_holding(deps: Deps, job_id: str, *, lease_s: float = 0.3, **values: Any)
     with deps.sessions() as session:
         job = session.get(Job, job_id)
         assert job is not None
-        assert leases.claim(session, job_id, job.stage, owner=DEAD, lease_s=lease_s, now=now)
+        assert leases.claim(session, job_id, {job.stage}, owner=DEAD, lease_s=lease_s, now=now)
         if values:
             session.execute(update(Job).where(Job.id == job_id).values(**values))
         session.commit()
@@ -205,6 +206,30 @@ def test_a_token_refused_on_the_message_is_replaced_and_the_message_sent_once(
     ledger = studio.ledger()
     assert [len(texts) for texts in messages(ledger).values()] == [1]
     assert_nothing_twice(ledger, tokens=2)
+
+
+def test_a_token_another_worker_already_replaced_is_no_repair(db_session, deps, photos, studio):
+    # this process still holds the token it read a moment ago; another has replaced it
+    current_token(deps.sessions, deps.upstream, owner=DEAD)
+    deps.upstream.remember(Token(Secret("nmv_usr_replaced_a_moment_ago")))
+    job_id = submit(db_session, photos.urls)
+    job = drive(deps, job_id)
+    assert succeeded(job), (job.error_code, job.error_message)
+    assert job.token_repairs == 0
+    retries = of_type(deps, job_id, EventType.RETRY)
+    assert retries == ["The video service's token had just been replaced; retrying."]
+    assert_nothing_twice(studio.ledger(), tokens=1)
+
+
+def test_a_process_reads_the_stored_token_again_after_a_moment(deps, studio, monkeypatch):
+    first = current_token(deps.sessions, deps.upstream, owner=DEAD)
+    deps.upstream.remember(Token(Secret("nmv_usr_held_in_memory")))
+    held = current_token(deps.sessions, deps.upstream, owner=DEAD)
+    assert held.value.reveal() == "nmv_usr_held_in_memory"
+    later = time.monotonic() + upstream_module.TOKEN_REUSE_S
+    monkeypatch.setattr(upstream_module.time, "monotonic", lambda: later)
+    again = current_token(deps.sessions, deps.upstream, owner=DEAD)
+    assert again.value.reveal() == first.value.reveal()
 
 
 def test_a_refused_fixed_token_fails_the_job_at_once_and_mints_none(

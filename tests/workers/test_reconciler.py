@@ -44,7 +44,7 @@ def test_a_job_due_only_just_now_waits_for_the_grace_period(session_factory, db_
 
 def test_a_dead_workers_job_is_enqueued_once_its_lease_expires(session_factory, db_session, job):
     now = utcnow()
-    assert claim(db_session, job.id, Stage.AUTHORIZE, owner="dead", lease_s=10, now=now)
+    assert claim(db_session, job.id, {Stage.AUTHORIZE}, owner="dead", lease_s=10, now=now)
     db_session.commit()
     _, enqueued, _ = sweep(session_factory, now + timedelta(seconds=5), 60, only=job.id)
     assert enqueued == []
