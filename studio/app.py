@@ -531,7 +531,11 @@ def run_sse() -> Response:
     # is nothing but its text
     answer = the_plan.kind is TurnKind.ANSWER
     draws = Draws(
-        duration_s=faults.uniform(*DURATIONS[the_plan.kind]),
+        duration_s=(
+            the_studio.config.turn_s
+            if the_studio.config.turn_s is not None
+            else faults.uniform(*DURATIONS[the_plan.kind])
+        ),
         silent=not answer and faults.fires("silent_close"),
         cut=faults.fires("stream_cut"),
         hint=_hint(faults) if not answer else None,

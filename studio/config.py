@@ -13,6 +13,9 @@ Variables (default in brackets):
 - ``STUDIO_FAULTS``: faults from the start, JSON (see :mod:`studio.faults`) [none]
 - ``STUDIO_SEED``: seed of its random choices, for repeatable runs [random]
 - ``STUDIO_SILENT_CLOSE_RATIO``: share of turns that close with no text [0.3]
+- ``STUDIO_TURN_S``: every chat turn lasts this many seconds (before scaling), for
+  load tests that need a known turn length [drawn per turn: answers 5-15 s, edits
+  10-30 s, generations 30-90 s]
 - ``STUDIO_EVENT_SHAPE``: ``type`` or ``adk`` SSE events [type]
 - ``STUDIO_STATUS_SHAPE``: render status under ``data`` or at the ``top`` [data]
 - ``STUDIO_ERROR_STATUS``: ``http``, errors carry their HTTP status; ``ok``, HTTP 200
@@ -41,6 +44,7 @@ Variables (default in brackets):
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -86,6 +90,8 @@ class StudioConfig:
     faults: str = ""
     seed: int | None = None
     silent_close_ratio: float = 0.3
+    #: a fixed turn length (seconds before scaling), instead of one drawn per turn
+    turn_s: float | None = None
     event_shape: EventShape = EventShape.TYPE
     status_shape: StatusShape = StatusShape.DATA
     error_status: ErrorStatus = ErrorStatus.HTTP
@@ -127,6 +133,7 @@ class StudioConfig:
             faults=env.get("STUDIO_FAULTS", ""),
             seed=reader.optional_integer("STUDIO_SEED"),
             silent_close_ratio=reader.number("STUDIO_SILENT_CLOSE_RATIO", 0.3, low=0.0, high=1.0),
+            turn_s=reader.optional_number("STUDIO_TURN_S", low=0.0, high=3600.0),
             event_shape=reader.choice("STUDIO_EVENT_SHAPE", EventShape.TYPE),
             status_shape=reader.choice("STUDIO_STATUS_SHAPE", StatusShape.DATA),
             error_status=reader.choice("STUDIO_ERROR_STATUS", ErrorStatus.HTTP),
@@ -172,9 +179,18 @@ class _Reader:
             value = float(raw)
         except ValueError:
             raise ConfigError(f"{name} is a number, not {raw!r}") from None
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} is a finite number, not {raw!r}")
         if (low is not None and value < low) or (high is not None and value > high):
             raise ConfigError(f"{name} is from {low} to {high}, not {raw}")
         return value
+
+    def optional_number(
+        self, name: str, *, low: float | None = None, high: float | None = None
+    ) -> float | None:
+        if not self.env.get(name, "").strip():
+            return None
+        return self.number(name, 0.0, low=low, high=high)
 
     def optional_integer(self, name: str) -> int | None:
         return self.integer(name, 0) if self.env.get(name, "").strip() else None

@@ -176,6 +176,10 @@ class System:
     broker: Broker
     database_url: str
     studio_env: dict[str, str] = field(default_factory=dict)
+    #: settings of the reelyard processes that differ from the tests' (benchmarks)
+    env_overrides: dict[str, str] = field(default_factory=dict)
+    #: the worker processes and their commands (after ``reelyard.cli``)
+    commands: dict[str, list[str]] = field(default_factory=lambda: dict(COMMANDS))
     procs: dict[str, Proc] = field(default_factory=dict)
     studio_url: str = ""
     api_url: str = ""
@@ -202,6 +206,7 @@ class System:
             "REELYARD_AUTH_CACHE_S": "0",
             "REELYARD_RATE_LIMIT": "100000/second",
             "NEMO_API_BASE": self.studio_url,
+            **self.env_overrides,
         }
 
     def cli(self, *args: str) -> str:
@@ -278,7 +283,7 @@ class System:
 
     def start_worker(self, name: str) -> Proc:
         """Start ``pipeline``, ``edit`` or ``beat`` (again); returns once it is up."""
-        proc = self.spawn(name, COMMANDS[name])
+        proc = self.spawn(name, self.commands[name])
         self._wait_log(proc, "ready." if name != "beat" else "beat: Starting")
         return proc
 
@@ -289,7 +294,7 @@ class System:
         self.key = self.cli("keys", "create", tenant).splitlines()[-1]
         assert self.key.startswith("ry_"), self.key
         self.start_api()
-        for name in COMMANDS:
+        for name in self.commands:
             self.start_worker(name)
 
     def stop(self) -> None:

@@ -18,6 +18,7 @@ def test_defaults_behave_like_the_real_service():
     assert config.max_upload_bytes == 200 * 1024 * 1024
     assert config.allow_private_urls is False
     assert config.silent_close_ratio == 0.3
+    assert config.turn_s is None
     assert config.base_url == "http://127.0.0.1:8600"
 
 
@@ -36,6 +37,7 @@ def test_every_variable_is_read():
             "STUDIO_MAX_UPLOAD_MB": "1",
             "STUDIO_ALLOW_PRIVATE_URLS": "yes",
             "STUDIO_RENDER_MODE": "none",
+            "STUDIO_TURN_S": "60",
         }
     )
     assert config.port == 9000
@@ -50,6 +52,7 @@ def test_every_variable_is_read():
     assert config.max_upload_bytes == 1024 * 1024
     assert config.allow_private_urls is True
     assert config.render_mode is RenderMode.NONE
+    assert config.turn_s == 60.0
 
 
 @pytest.mark.parametrize(
@@ -58,6 +61,10 @@ def test_every_variable_is_read():
         ("STUDIO_PORT", "eighty"),
         ("STUDIO_PORT", "70000"),
         ("STUDIO_TIME_SCALE", "-1"),
+        ("STUDIO_TIME_SCALE", "nan"),
+        ("STUDIO_TIME_SCALE", "inf"),
+        ("STUDIO_TURN_S", "-5"),
+        ("STUDIO_TURN_S", "soon"),
         ("STUDIO_SILENT_CLOSE_RATIO", "1.5"),
         ("STUDIO_EVENT_SHAPE", "xml"),
         ("STUDIO_PAID_TOKENS", "nocredits"),
