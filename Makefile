@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 # Benchmark scripts run as files, so benchmarks/ is first on their path: no benchmark may be
 # named like a package of ours (benchmarks/studio.py would hide the studio package).
-.PHONY: install test lint format typecheck pytest bench-render bench-studio bench-api bench-pipeline clean
+.PHONY: install test lint format typecheck pytest bench-render bench-studio bench-api bench-pipeline bench-inflight clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,11 @@ bench-api: $(STAMP)
 # 2,000 jobs through api, workers and a studio that does not render: jobs/s end to end
 bench-pipeline: $(STAMP)
 	$(BIN)/python benchmarks/pipeline.py
+
+# 1,000 jobs whose edit turn lasts 60 s all in flight on one worker host: time against
+# the ideal, peak RSS and CPU of the workers, edit pool on threads and on gevent
+bench-inflight: $(STAMP)
+	$(BIN)/python benchmarks/inflight.py
 
 clean:
 	rm -rf $(VENV) $(MOVIEPY_VENV) .mypy_cache .ruff_cache .pytest_cache

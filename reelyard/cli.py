@@ -6,16 +6,23 @@ fast and a subcommand's dependencies never load for another.
 
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
-from typing import Any
 
-import click
+from reelyard.green import patch_if_asked
 
-from api.commands import api_command, keys_group, migrate_command, tenants_group
-from reelyard import __version__
-from workers.commands import beat_command, worker_command
+# ``reelyard worker --pool gevent``: the standard library is patched before anything
+# below imports it (reelyard/green.py says why); any other command is left alone
+patch_if_asked(sys.argv)
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import click  # noqa: E402
+
+from api.commands import api_command, keys_group, migrate_command, tenants_group  # noqa: E402
+from reelyard import __version__  # noqa: E402
+from workers.commands import beat_command, worker_command  # noqa: E402
 
 #: a draft is a small JSON document; anything larger is not one
 MAX_DRAFT_BYTES = 10 * 1024 * 1024

@@ -12,6 +12,13 @@ Pools, by queue (chosen by measurement, benchmarks/pipeline.py and inflight.py):
 - ``edit`` (the SSE turns): ``threads``, 1,000 threads: each open stream is an idle
   socket, which a thread holds for a few hundred kilobytes where a process would
   take tens of megabytes; the stream's own limits bound each turn.
+
+``--pool gevent`` serves the edit queue with greenlets instead (the same 1,000 idle
+streams for less memory; benchmarks/inflight.py compares the two). The process must
+be patched before it imports anything, which ``reelyard/cli.py`` does when its
+arguments ask for that pool (reelyard/green.py); the command refuses to run gevent in
+a process that was not patched, or where psycopg would still wait in C (blocking
+every greenlet during each query).
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ import click
 from celery import Celery
 
 from reelyard.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
 
 #: the pool and concurrency each queue gets by default
 POOLS = {"pipeline": ("prefork", os.cpu_count() or 2), "edit": ("threads", 1000)}
@@ -51,7 +60,9 @@ def _worker_app() -> Celery:
     show_default=True,
     help="The queue(s) to serve: the short stages, the edit streams, or both.",
 )
-@click.option("--pool", type=click.Choice(["prefork", "threads", "solo"]), help="Worker pool.")
+@click.option(
+    "--pool", type=click.Choice(["prefork", "threads", "gevent", "solo"]), help="Worker pool."
+)
 @click.option("-c", "--concurrency", type=click.IntRange(min=1, max=5000), help="Pool size.")
 @click.option("-n", "--hostname", help="Node name (default: <queue>@<host>).")
 @click.option("--loglevel", default="INFO", show_default=True)
@@ -62,6 +73,8 @@ def worker_command(
     logging.basicConfig(level=loglevel.upper(), format=LOG_FORMAT)
     names = queues.split(",")
     default_pool, default_concurrency = POOLS[names[0]] if len(names) == 1 else ("threads", 200)
+    if pool == "gevent":
+        _check_gevent()
     app = _worker_app()
     argv = [
         "worker",
@@ -79,6 +92,23 @@ def worker_command(
         "--without-gossip",
     ]
     app.worker_main(argv)
+
+
+def _check_gevent() -> None:
+    """Refuse the gevent pool unless the process is patched and psycopg cooperates."""
+    from reelyard.green import patched  # noqa: PLC0415
+
+    if not patched():
+        raise click.ClickException(
+            "--pool gevent needs the standard library patched before anything is imported:"
+            " start the worker as `reelyard worker` or `python -m reelyard.cli worker`"
+        )
+    import psycopg.waiting  # noqa: PLC0415 (chooses its wait function on first import)
+
+    wait = psycopg.waiting.wait.__name__
+    if wait == "wait_c":  # imported before the patch: every query would block the process
+        raise click.ClickException("--pool gevent: psycopg was imported before gevent's patch")
+    log.info("gevent pool: standard library patched; psycopg waits with %s", wait)
 
 
 @click.command("beat")

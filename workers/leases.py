@@ -10,7 +10,9 @@ row decides who works on it (procrastinate's model, design.md "Durability"):
 - :func:`renew` — a long stage (the SSE edit) extends its lease while it is alive; a
   worker that lost its lease learns it here and stops.
 - :func:`advance` — checkpoint the next stage and let go, in the same statement,
-  guarded by the owner, so a worker whose lease was taken over cannot move the job.
+  guarded by the owner, so a worker whose lease was taken over cannot move the job;
+  :func:`advance_and_hold` keeps it instead, as the claim of the next stage, for a
+  worker that runs that stage at once.
 - :func:`due_jobs` — what the reconciler re-enqueues: live jobs that are due and not
   leased, or whose lease expired (a dead worker's).
 
@@ -23,7 +25,7 @@ from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Update, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from models.jobs import ACTIVE_STATUSES, Job, JobStatus, Stage
@@ -136,11 +138,51 @@ def advance(
     statement. A new stage starts with no attempts; a rescheduled one counts one more
     unless ``count_retry`` is false (a wait that is no failure, such as polling).
     """
+    moved = session.execute(
+        _advance(job_id, owner, from_stage, to_stage, count_retry)
+        .values(next_run_at=run_at, lease_owner=None, lease_expires_at=None, **(values or {}))
+        .returning(Job.id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    return moved is not None
+
+
+def advance_and_hold(
+    session: Session,
+    job_id: str,
+    *,
+    owner: str,
+    from_stage: Stage,
+    to_stage: Stage,
+    now: datetime,
+    lease_s: float,
+    values: Mapping[str, Any] | None = None,
+    count_retry: bool = True,
+) -> Job | None:
+    """Move the job to ``to_stage``, due now, and keep it: the same statement is the
+    next stage's claim (for a worker that runs the next stage at once). The job as it
+    now is; None if it was not ours."""
+    return session.scalars(
+        _advance(job_id, owner, from_stage, to_stage, count_retry)
+        .values(
+            next_run_at=now,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+            total_attempts=Job.total_attempts + 1,
+            **(values or {}),
+        )
+        .returning(Job)
+        .execution_options(synchronize_session=False, populate_existing=True)
+    ).first()
+
+
+def _advance(
+    job_id: str, owner: str, from_stage: Stage, to_stage: Stage, count_retry: bool
+) -> Update:
     if to_stage != from_stage:
         attempts: Any = 0
     else:
         attempts = Job.stage_attempts + 1 if count_retry else Job.stage_attempts
-    moved = session.execute(
+    return (
         update(Job)
         .where(
             and_(
@@ -150,18 +192,8 @@ def advance(
                 Job.status.in_(ACTIVE_STATUSES),
             )
         )
-        .values(
-            stage=to_stage,
-            next_run_at=run_at,
-            lease_owner=None,
-            lease_expires_at=None,
-            stage_attempts=attempts,
-            **(values or {}),
-        )
-        .returning(Job.id)
-        .execution_options(synchronize_session=False)
-    ).first()
-    return moved is not None
+        .values(stage=to_stage, stage_attempts=attempts)
+    )
 
 
 def due_jobs(

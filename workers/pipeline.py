@@ -270,25 +270,25 @@ def new_owner() -> str:
 def run_stage(
     deps: Deps, job_id: str, *, queue: Queue, handlers: Mapping[Stage, Handler]
 ) -> Next | None:
-    """Run the job's due stage(s) on ``queue``; the message to publish next, if any."""
-    while True:
-        step = _run_once(deps, job_id, queue, handlers, new_owner())
-        if (
-            step is None
-            or step.after_s > 0
-            or step.queue is not queue
-            or not deps.config.continue_stages
-        ):
+    """Run the job's due stage(s) on ``queue``; the message to publish next, if any.
+
+    With ``continue_stages``, a stage whose successor is due at once on the same queue
+    keeps the lease for it (:func:`leases.advance_and_hold`, the checkpoint and the
+    next claim in one statement) and runs it in the same execution.
+    """
+    owner = new_owner()
+    job = _claim(deps, job_id, queue, owner)
+    hold = queue if deps.config.continue_stages else None
+    while job is not None:
+        run = StageRun(deps, job, owner)
+        if job.deadline_at is not None and job.deadline_at <= run.now():
+            apply(run, fail(ErrorCode.DEADLINE_EXCEEDED))
+            return None
+        step = _execute(run, handlers, hold=hold)
+        if not isinstance(step, Job):
             return step
-
-
-def _run_once(
-    deps: Deps, job_id: str, queue: Queue, handlers: Mapping[Stage, Handler], owner: str
-) -> Next | None:
-    claimed = _claim(deps, job_id, queue, owner)
-    if claimed is None:
-        return None
-    return _execute(StageRun(deps, claimed, owner), handlers)
+        job = step
+    return None
 
 
 def _claim(deps: Deps, job_id: str, queue: Queue, owner: str) -> Job | None:
@@ -322,7 +322,9 @@ def _claim(deps: Deps, job_id: str, queue: Queue, owner: str) -> Job | None:
     return job
 
 
-def _execute(run: StageRun, handlers: Mapping[Stage, Handler]) -> Next | None:
+def _execute(
+    run: StageRun, handlers: Mapping[Stage, Handler], *, hold: Queue | None = None
+) -> Next | Job | None:
     deps, stage = run.deps, run.job.stage
     run.log.info("running")
     try:
@@ -347,7 +349,7 @@ def _execute(run: StageRun, handlers: Mapping[Stage, Handler]) -> Next | None:
     except Exception as error:  # a bug or an unforeseen answer: retry, bounded, then fail
         run.log.exception("stage failed unexpectedly")
         outcome = _unexpected(run, error)
-    return apply(run, outcome)
+    return apply(run, outcome, hold=hold)
 
 
 def on_error(run: StageRun, error: NemoError) -> Outcome:
@@ -470,8 +472,9 @@ def _unexpected(run: StageRun, error: Exception) -> Outcome:
     )
 
 
-def apply(run: StageRun, outcome: Outcome) -> Next | None:
-    """Write ``outcome`` for the job we hold; what to publish next."""
+def apply(run: StageRun, outcome: Outcome, *, hold: Queue | None = None) -> Next | Job | None:
+    """Write ``outcome`` for the job we hold; what to publish next, or, when the next
+    stage is due at once on ``hold``'s queue, the job, still held, to run it now."""
     job = run.job
     deps = run.deps
     now = deps.clock()
@@ -492,16 +495,31 @@ def apply(run: StageRun, outcome: Outcome) -> Next | None:
         if progress is None:
             progress = stage_progress(outcome.to.value)
         values["progress"] = max(job.progress, progress)
-        moved = leases.advance(
-            session,
-            job.id,
-            owner=run.owner,
-            from_stage=job.stage,
-            to_stage=outcome.to,
-            run_at=now + timedelta(seconds=outcome.after_s),
-            values=values,
-            count_retry=outcome.retry,
-        )
+        held: Job | None = None
+        if hold is not None and outcome.after_s <= 0 and queue_for(outcome.to) is hold:
+            held = leases.advance_and_hold(
+                session,
+                job.id,
+                owner=run.owner,
+                from_stage=job.stage,
+                to_stage=outcome.to,
+                now=now,
+                lease_s=deps.config.lease_s,
+                values=values,
+                count_retry=outcome.retry,
+            )
+            moved = held is not None
+        else:
+            moved = leases.advance(
+                session,
+                job.id,
+                owner=run.owner,
+                from_stage=job.stage,
+                to_stage=outcome.to,
+                run_at=now + timedelta(seconds=outcome.after_s),
+                values=values,
+                count_retry=outcome.retry,
+            )
         if not moved:
             session.rollback()
             return None
@@ -516,6 +534,9 @@ def apply(run: StageRun, outcome: Outcome) -> Next | None:
                 data=outcome.data,
             )
         session.commit()
+        if held is not None:
+            session.expunge(held)
+            return held
     return Next(job.id, outcome.to, outcome.after_s)
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from models import Job
 from models.base import utcnow
 from models.jobs import JobStatus, Stage, finish_job
-from workers.leases import advance, claim, due_jobs, past_deadline, renew
+from workers.leases import advance, advance_and_hold, claim, due_jobs, past_deadline, renew
 
 
 def row(db_session, job):
@@ -90,6 +90,49 @@ def test_advance_checkpoints_the_next_stage_and_releases(db_session, job):
     stage, status, owner, _ = row(db_session, job)
     assert (stage, status, owner) == (Stage.OPEN_SESSION, JobStatus.RUNNING, None)
     assert claim(db_session, job.id, {Stage.OPEN_SESSION}, owner="w2", lease_s=30, now=now)
+
+
+def test_advance_and_hold_is_the_next_stages_claim(db_session, job):
+    now = utcnow()
+    claim(db_session, job.id, {Stage.AUTHORIZE}, owner="w1", lease_s=30, now=now)
+    held = advance_and_hold(
+        db_session, job.id, owner="w1", from_stage=Stage.AUTHORIZE,
+        to_stage=Stage.OPEN_SESSION, now=now, lease_s=30, values={"progress": 5},
+    )  # fmt: skip
+    assert held is not None
+    assert (held.stage, held.lease_owner, held.progress) == (Stage.OPEN_SESSION, "w1", 5)
+    assert held.lease_expires_at == now + timedelta(seconds=30)
+    assert held.total_attempts == 2  # the claim and the held stage
+    # held, so nobody else claims it; the holder can move it on
+    assert not claim(db_session, job.id, {Stage.OPEN_SESSION}, owner="w2", lease_s=30, now=now)
+    assert advance(
+        db_session, job.id, owner="w1", from_stage=Stage.OPEN_SESSION,
+        to_stage=Stage.UPLOAD, run_at=now,
+    )  # fmt: skip
+
+
+def test_advance_and_hold_needs_the_lease(db_session, job):
+    now = utcnow()
+    claim(db_session, job.id, {Stage.AUTHORIZE}, owner="w1", lease_s=30, now=now)
+    assert advance_and_hold(
+        db_session, job.id, owner="w2", from_stage=Stage.AUTHORIZE,
+        to_stage=Stage.OPEN_SESSION, now=now, lease_s=30,
+    ) is None  # fmt: skip
+    assert advance_and_hold(
+        db_session, job.id, owner="w1", from_stage=Stage.UPLOAD,
+        to_stage=Stage.EDIT, now=now, lease_s=30,
+    ) is None  # fmt: skip
+
+
+def test_a_held_retry_counts_an_attempt(db_session, job):
+    now = utcnow()
+    claim(db_session, job.id, {Stage.AUTHORIZE}, owner="w1", lease_s=30, now=now)
+    held = advance_and_hold(
+        db_session, job.id, owner="w1", from_stage=Stage.AUTHORIZE,
+        to_stage=Stage.AUTHORIZE, now=now, lease_s=30, count_retry=True,
+    )  # fmt: skip
+    assert held is not None
+    assert held.stage_attempts == 1
 
 
 def test_a_rescheduled_stage_is_not_claimed_before_it_is_due(db_session, job):

@@ -1,0 +1,398 @@
+"""``make bench-inflight``: 1,000 edit streams in flight on one worker host.
+
+Issue 7, must-show 5(b). Real processes on loopback, started by the end-to-end tests'
+launcher (``tests/e2e/system.py``) with the production commands: the studio in
+no-render mode at time scale 1, the API (one gunicorn worker), a worker for the
+``pipeline`` queue (its default pool, prefork, one process per core), one for
+``edit`` and beat. Each phase is a fresh system on a fresh database
+(``reelyard_bench_inflight``, dropped at the end) and Redis database 11 (flushed
+before and after); three generated JPEGs are served by a loopback HTTP server.
+
+``--jobs`` jobs (1,000 by default) are submitted through ``POST /v1/batches``, 100 per
+batch, in three phases, side by side in one run because the machines are shared and
+noisy and only ratios compare:
+
+1. ``reference``: every turn lasts 0 s (``STUDIO_TURN_S=0``): what the same jobs
+   cost when holding a stream costs nothing;
+2. ``threads``: every turn lasts ``--turn-s`` (60) s, the edit worker on
+   ``--pool threads -c 1000``;
+3. ``gevent``: the same with ``--pool gevent -c 1000``.
+
+The clock runs from the first submission until every job has finished its edit (its
+stage is past ``edit``) or ended, read from the database once a second (the same
+query counts the streams open at that moment: jobs in ``edit`` whose instruction
+was sent). The finish line is the end of the edit, not of the job, because the
+studio paces each no-render export to 30-60 s times its time scale with at most 16
+at once (``STUDIO_RENDER_WORKERS``): at time scale 1 a thousand renders take about
+47 minutes whatever reelyard does. For the same reason the pipeline's own time
+scale is 1 and renders are polled every 30 s, as in production: at time scale 0 a
+render poll comes back at once, and a thousand polling jobs would busy the
+pipeline worker's cores while the last streams end.
+
+``ideal_s`` is the reference phase's wall time plus one turn (what the run would
+take if holding the streams cost nothing); ``ratio_to_ideal`` is a phase's wall
+time over it (target <= 1.2). Every turn lasts exactly the turn: the studio's silent
+closes are off (``STUDIO_SILENT_CLOSE_RATIO=0``), because a silent turn ends at its
+last heartbeat, 5 s early; reelyard reads the state after every turn, so a silent
+close costs it nothing more.
+
+Memory: every 0.5 s the VmRSS of every process in the worker process groups
+(pipeline, edit, beat) is summed (shared pages count once per process: an upper
+bound); the peak of the sum is ``peak_rss_mb`` (target < 1 GB), with the edit
+worker's own peak and thread count. CPU seconds per process group are read from
+``ps`` before and after.
+
+Prints a human summary per phase, then one JSON line for the edit worker's default
+pool: ``{"jobs", "ideal_s", "wall_s", "ratio_to_ideal", "peak_rss_mb", "errors", ...}``
+(``errors``: jobs that failed, or had not finished their edit in time), with every
+phase under ``phases``. Exits 1 when a phase timed out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.system import Broker, System, create_database, drop_database  # noqa: E402
+from tests.workers.pipeline_fixtures import serve_photos  # noqa: E402
+from workers.commands import POOLS  # noqa: E402
+
+REDIS_URL = "redis://127.0.0.1:6379/11"
+DATABASE = "reelyard_bench_inflight"
+BATCH_SIZE = 100
+PROMPT = "A calm slideshow of the garden, one photo after another, with soft music."
+SPEC = {"aspect_ratio": "16:9", "resolution": "720p", "duration_s": 3}
+WORKERS = ("pipeline", "edit", "beat")
+#: the studio: no rendering, real time, every turn exactly as long, credits for all
+STUDIO_ENV = {
+    "STUDIO_RENDER_MODE": "none",
+    "STUDIO_TIME_SCALE": "1",
+    "STUDIO_SILENT_CLOSE_RATIO": "0",
+    "STUDIO_RENDER_WORKERS": "16",
+    "STUDIO_FREE_CREDITS": "100000000",
+}
+#: reelyard's settings where the tests' differ from production's (the module says why)
+SETTINGS = {
+    "REELYARD_TIME_SCALE": "1",
+    "REELYARD_RENDER_POLL_S": "30",
+    "REELYARD_LEASE_S": "60",
+    "REELYARD_RECONCILE_EVERY_S": "30",
+}
+PAST_EDIT = ("verify", "export", "poll_render", "finalize")
+SAMPLE_EVERY_S = 0.5
+
+
+@dataclass
+class Phase:
+    name: str
+    pool: str
+    turn_s: float
+
+
+@dataclass
+class Result:
+    name: str
+    pool: str
+    turn_s: float
+    wall_s: float = 0.0
+    submit_s: float = 0.0
+    edited: int = 0
+    failed: int = 0
+    peak_streams: int = 0
+    peak_rss_mb: float = 0.0
+    peak_edit_rss_mb: float = 0.0
+    peak_edit_threads: int = 0
+    retries: int = 0
+    log_errors: dict[str, int] = field(default_factory=dict)
+    cpu_s: dict[str, float] = field(default_factory=dict)
+    timed_out: bool = False
+
+    def errors(self, jobs: int) -> int:
+        return self.failed + max(0, jobs - self.edited - self.failed)
+
+
+def cpu_seconds(system: System) -> dict[str, float]:
+    """CPU seconds (user + system) of each process group, from ``ps``."""
+    done = subprocess.run(
+        [shutil.which("ps") or "/bin/ps", "-e", "-o", "pgid=,cputimes="],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    totals: dict[int, float] = {}
+    for line in done.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
+            totals[int(parts[0])] = totals.get(int(parts[0]), 0.0) + float(parts[1])
+    return {name: totals.get(proc.process.pid, 0.0) for name, proc in system.procs.items()}
+
+
+def _group_of(pid: str) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # pid (comm) state ppid pgrp …: comm may hold spaces and parentheses
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return int(fields[2]) if len(fields) > 2 else None
+
+
+def _status(pid: str) -> tuple[int, int]:
+    """(VmRSS in kB, threads) of ``pid``; zeros if it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0, 0
+    rss = re.search(r"^VmRSS:\s+(\d+) kB", text, re.M)
+    threads = re.search(r"^Threads:\s+(\d+)", text, re.M)
+    return (int(rss[1]) if rss else 0, int(threads[1]) if threads else 0)
+
+
+class MemorySampler(threading.Thread):
+    """Sums the VmRSS of the worker process groups every 0.5 s; keeps the peaks."""
+
+    def __init__(self, groups: dict[str, int]) -> None:
+        super().__init__(daemon=True)
+        self.groups = groups
+        self.peak_kb = 0
+        self.peak_edit_kb = 0
+        self.peak_edit_threads = 0
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        names = {pgid: name for name, pgid in self.groups.items()}
+        while not self._stop.is_set():
+            rss: dict[str, int] = dict.fromkeys(self.groups, 0)
+            threads = 0
+            for entry in Path("/proc").iterdir():
+                pid = entry.name
+                if not pid.isdigit():
+                    continue
+                name = names.get(_group_of(pid) or -1)
+                if name is None:
+                    continue
+                kb, count = _status(pid)
+                rss[name] += kb
+                if name == "edit":
+                    threads += count
+            self.peak_kb = max(self.peak_kb, sum(rss.values()))
+            self.peak_edit_kb = max(self.peak_edit_kb, rss.get("edit", 0))
+            self.peak_edit_threads = max(self.peak_edit_threads, threads)
+            self._stop.wait(SAMPLE_EVERY_S)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.join()
+
+
+def progress(database_url: str) -> tuple[int, int, int]:
+    """(jobs past their edit or ended, failed or canceled, streams open), one query."""
+    with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
+        row = conn.execute(
+            "SELECT count(*) FILTER (WHERE status IN ('succeeded', 'failed', 'canceled')"
+            "   OR stage = ANY(%(past)s::job_stage[])),"
+            " count(*) FILTER (WHERE status IN ('failed', 'canceled')),"
+            " count(*) FILTER (WHERE stage = 'edit' AND edit_sent_at IS NOT NULL"
+            "   AND status NOT IN ('succeeded', 'failed', 'canceled'))"
+            " FROM jobs",
+            {"past": list(PAST_EDIT)},
+        ).fetchone()
+    return (int(row[0]), int(row[1]), int(row[2])) if row is not None else (0, 0, 0)
+
+
+def retries(database_url: str) -> int:
+    with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
+        row = conn.execute("SELECT count(*) FROM job_events WHERE type = 'retry'").fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+def log_errors(system: System) -> dict[str, int]:
+    """Lines logged at ERROR (or tracebacks) by each process."""
+    return {
+        name: sum(
+            1 for line in proc.output().splitlines() if " ERROR " in line or "Traceback" in line
+        )
+        for name, proc in system.procs.items()
+    }
+
+
+def submit(system: System, urls: list[str], jobs: int) -> float:
+    """Post the jobs in batches of 100; the seconds it took."""
+    spec = {"images": urls, "prompt": PROMPT, "options": SPEC}
+    started = time.monotonic()
+    headers = {"Authorization": f"Bearer {system.key}"}
+    with httpx.Client(base_url=system.api_url, headers=headers, timeout=120) as client:
+        left = jobs
+        while left > 0:
+            size = min(BATCH_SIZE, left)
+            response = client.post("/v1/batches", json={"jobs": [spec] * size})
+            if response.status_code not in (200, 201, 202):
+                raise RuntimeError(f"POST /v1/batches: {response.status_code} {response.text}")
+            left -= size
+    return time.monotonic() - started
+
+
+def run_phase(phase: Phase, jobs: int, timeout: float, root: Path) -> Result:
+    """One fresh system, ``jobs`` jobs until every edit is over; its measurements."""
+    result = Result(phase.name, phase.pool, phase.turn_s)
+    database_url = create_database(DATABASE)
+    broker = Broker("redis", REDIS_URL, REDIS_URL)
+    broker.flush()
+    system = System(
+        root / phase.name,
+        broker,
+        database_url,
+        studio_env={**STUDIO_ENV, "STUDIO_TURN_S": f"{phase.turn_s:g}"},
+        env_overrides=SETTINGS,
+        commands={
+            "pipeline": ["worker", "-Q", "pipeline"],
+            "edit": ["worker", "-Q", "edit", "--pool", phase.pool, "-c", "1000"],
+            "beat": ["beat"],
+        },
+    )
+    try:
+        with serve_photos(root / phase.name / "photos") as photos:
+            system.start()
+            sampler = MemorySampler({name: system.procs[name].process.pid for name in WORKERS})
+            sampler.start()
+            cpu_before = cpu_seconds(system)
+            print(f"[{phase.name}] system up (logs in {system.root / 'logs'})", flush=True)
+            started = time.monotonic()
+            result.submit_s = submit(system, photos.urls, jobs)
+            print(f"[{phase.name}] submitted {jobs} in {result.submit_s:.1f} s", flush=True)
+            while True:
+                result.edited, result.failed, streams = progress(database_url)
+                result.peak_streams = max(result.peak_streams, streams)
+                elapsed = time.monotonic() - started
+                if result.edited >= jobs:
+                    break
+                if elapsed > timeout:
+                    result.timed_out = True
+                    break
+                if int(elapsed) % 5 == 0:
+                    print(
+                        f"  {elapsed:6.1f} s: {result.edited}/{jobs} past the edit,"
+                        f" {streams} streaming, {result.failed} failed",
+                        flush=True,
+                    )
+                time.sleep(1.0)
+            result.wall_s = time.monotonic() - started
+            cpu_after = cpu_seconds(system)
+            sampler.stop()
+            result.cpu_s = {
+                name: round(cpu_after[name] - cpu_before.get(name, 0.0), 1) for name in cpu_after
+            }
+            result.peak_rss_mb = round(sampler.peak_kb / 1024, 1)
+            result.peak_edit_rss_mb = round(sampler.peak_edit_kb / 1024, 1)
+            result.peak_edit_threads = sampler.peak_edit_threads
+            result.retries = retries(database_url)
+            result.log_errors = log_errors(system)
+    finally:
+        system.stop()
+        broker.flush()
+        drop_database(DATABASE)
+    return result
+
+
+def report(result: Result, jobs: int, ideal_s: float | None) -> None:
+    """The human summary of one phase."""
+    print()
+    print(f"== {result.name}: edit pool {result.pool}, turns of {result.turn_s:g} s")
+    print(
+        f"jobs:         {jobs} ({result.edited} past the edit, {result.failed} failed,"
+        f" {result.errors(jobs)} errors)"
+    )
+    if result.timed_out:
+        print("TIMED OUT")
+    ratio = f" = {result.wall_s / ideal_s:.2f} x the ideal {ideal_s:.1f} s" if ideal_s else ""
+    print(f"wall:         {result.wall_s:.1f} s (submission {result.submit_s:.1f} s){ratio}")
+    print(f"streams:      {result.peak_streams} open at once at the peak")
+    print(
+        f"memory:       {result.peak_rss_mb:.0f} MB peak RSS of the workers"
+        f" (edit worker {result.peak_edit_rss_mb:.0f} MB, {result.peak_edit_threads} threads)"
+    )
+    print(f"retries:      {result.retries}; ERROR lines in logs: {result.log_errors}")
+    print("CPU seconds during the run, per process group:")
+    for name, seconds in sorted(result.cpu_s.items(), key=lambda item: -item[1]):
+        share = 100 * seconds / result.wall_s if result.wall_s > 0 else 0.0
+        print(f"  {name:9s} {seconds:7.1f} s  ({share:5.1f}% of one core)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=1000, help="jobs to run (default 1000)")
+    parser.add_argument("--turn-s", type=float, default=60.0, help="each turn's length (60)")
+    parser.add_argument(
+        "--pools", default="threads,gevent", help="edit pools to measure (threads,gevent)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=900.0, help="give up on a phase after so many seconds"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the logs' directory")
+    args = parser.parse_args()
+
+    default_pool = POOLS["edit"][0]
+    pools = [name for name in args.pools.split(",") if name]
+    phases = [Phase("reference", default_pool, 0.0)]
+    phases += [Phase(pool, pool, args.turn_s) for pool in pools]
+    root = Path(tempfile.mkdtemp(prefix="reelyard-bench-inflight-"))
+    results: list[Result] = []
+    for phase in phases:
+        results.append(run_phase(phase, args.jobs, args.timeout, root))
+        ideal = results[0].wall_s + args.turn_s if phase.turn_s > 0 else None
+        report(results[-1], args.jobs, ideal)
+    if not args.keep:
+        shutil.rmtree(root, ignore_errors=True)
+
+    ideal_s = results[0].wall_s + args.turn_s
+    measured = {result.pool: result for result in results[1:]}
+    chosen = measured.get(default_pool) or results[-1]
+    result_json = {
+        "jobs": args.jobs,
+        "ideal_s": round(ideal_s, 2),
+        "wall_s": round(chosen.wall_s, 2),
+        "ratio_to_ideal": round(chosen.wall_s / ideal_s, 3),
+        "peak_rss_mb": chosen.peak_rss_mb,
+        "errors": chosen.errors(args.jobs),
+        "pool": chosen.pool,
+        "turn_s": args.turn_s,
+        "reference_wall_s": round(results[0].wall_s, 2),
+        "peak_edit_rss_mb": chosen.peak_edit_rss_mb,
+        "peak_streams": chosen.peak_streams,
+        "cpu_s": chosen.cpu_s,
+        "pools": {
+            pool: {
+                "wall_s": round(result.wall_s, 2),
+                "ratio_to_ideal": round(result.wall_s / ideal_s, 3),
+                "peak_rss_mb": result.peak_rss_mb,
+                "peak_edit_rss_mb": result.peak_edit_rss_mb,
+                "peak_edit_threads": result.peak_edit_threads,
+                "peak_streams": result.peak_streams,
+                "errors": result.errors(args.jobs),
+                "cpu_s": result.cpu_s,
+            }
+            for pool, result in measured.items()
+        },
+        "phases": [asdict(result) for result in results],
+    }
+    print(json.dumps(result_json))
+    return 1 if any(result.timed_out for result in results) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
