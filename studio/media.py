@@ -18,7 +18,7 @@ from typing import IO, Literal
 import av
 import filetype
 import pillow_heif
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from studio.envelopes import NemoFailure
 
@@ -118,6 +118,8 @@ def sniff(path: Path, name: str) -> tuple[str, Kind]:
 
 
 Properties = tuple[int | None, int | None, float | None, float | None]
+#: EXIF orientations that turn the picture a quarter: width and height swap
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
 
 
 def describe(path: Path, name: str, kind: Kind) -> Properties:
@@ -128,8 +130,11 @@ def describe(path: Path, name: str, kind: Kind) -> Properties:
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 with Image.open(path) as image:
                     # decodes the whole picture: a file that is cut short fails here
-                    upright = ImageOps.exif_transpose(image)
-                    return upright.width, upright.height, None, None
+                    image.load()
+                    width, height = image.size
+                    if image.getexif().get(ExifTags.Base.Orientation) in _QUARTER_TURNS:
+                        width, height = height, width
+                    return width, height, None, None
         except _IMAGE_ERRORS as exc:
             raise NemoFailure(4001, f"{name}: the image cannot be read ({exc})") from None
     try:
@@ -148,6 +153,20 @@ def describe(path: Path, name: str, kind: Kind) -> Properties:
         raise NemoFailure(4001, f"{name}: cannot be read ({exc})") from None
 
 
+#: what :func:`describe` found in each file, by content (sha-256): the same photo is
+#: uploaded to many sessions, and decoding it again would find the same
+_described: dict[str, Properties] = {}
+_DESCRIBED_MAX = 4096
+
+
+def _describe_once(digest: str, path: Path, name: str, kind: Kind) -> Properties:
+    found = describe(path, name, kind)
+    if len(_described) >= _DESCRIBED_MAX:
+        _described.clear()
+    _described[digest] = found
+    return found
+
+
 def store(
     scratch: Path,
     *,
@@ -159,7 +178,9 @@ def store(
 ) -> MediaFile:
     """Check a received file and keep it in the session's media directory."""
     extension, kind = sniff(scratch, name)
-    width, height, duration, fps = describe(scratch, name, kind)
+    width, height, duration, fps = _described.get(digest) or _describe_once(
+        digest, scratch, name, kind
+    )
     stored_name = f"{digest[:24]}.{extension}"
     media_dir.mkdir(parents=True, exist_ok=True)
     target = media_dir / stored_name

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
+from PIL import ExifTags, Image
 
 from studio.envelopes import NemoFailure
 from studio.media import SizeLimit, describe, safe_name, sniff, store
@@ -134,3 +135,32 @@ def test_store_names_the_file_by_its_hash_and_keeps_one_copy(tmp_path):
 )
 def test_safe_name_keeps_a_printable_last_part(raw, expected):
     assert safe_name(raw) == expected
+
+
+@pytest.mark.parametrize(("orientation", "size"), [(1, (64, 48)), (3, (64, 48)), (6, (48, 64))])
+def test_a_photo_turned_by_its_exif_orientation_is_described_upright(tmp_path, orientation, size):
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), "teal").save(buffer, format="JPEG", exif=exif)
+    path = _write(tmp_path, "turned.jpg", buffer.getvalue())
+    assert describe(path, "turned.jpg", "image") == (*size, None, None)
+
+
+def test_a_file_already_described_is_not_decoded_again(tmp_path, monkeypatch):
+    data = samples.image_bytes(32, 24)
+    digest = "cd" * 32
+    stored = store(
+        _write(tmp_path, "one", data), name="a.png", size=len(data), digest=digest,
+        media_dir=tmp_path / "m1", url_base="http://studio/cdn/s1",
+    )  # fmt: skip
+
+    def decode(*args: object) -> None:
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr("studio.media.describe", decode)
+    again = store(
+        _write(tmp_path, "two", data), name="a.png", size=len(data), digest=digest,
+        media_dir=tmp_path / "m2", url_base="http://studio/cdn/s2",
+    )  # fmt: skip
+    assert (again.width, again.height) == (stored.width, stored.height) == (32, 24)
