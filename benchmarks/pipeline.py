@@ -28,6 +28,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -67,21 +68,42 @@ def machine_cpu_seconds() -> float:
     return busy / os.sysconf("SC_CLK_TCK")
 
 
+#: servers outside the system whose CPU is counted by process name
+SERVERS = {"postgres": "postgres", "redis-server": "redis"}
+
+
 def cpu_seconds(system: System) -> dict[str, float]:
-    """CPU seconds (user + system) of each process group, from ``/proc/<pid>/stat``."""
+    """CPU seconds (user + system) of each process group of the system, from
+    ``/proc/<pid>/stat``, and of PostgreSQL and Redis (by name, with their ended
+    children, so that a closed connection's backend is not lost)."""
     groups = {proc.process.pid: name for name, proc in system.procs.items()}
-    totals = dict.fromkeys(system.procs, 0.0)
+    totals = dict.fromkeys([*system.procs, *SERVERS.values()], 0.0)
     tick = os.sysconf("SC_CLK_TCK")
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            # the fields after the command name, which is in parentheses
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+            command, rest = stat.read_text().rsplit(")", 1)
+        except (OSError, ValueError):
             continue  # the process ended meanwhile
+        fields = rest.split()  # after the command name, which is in parentheses
+        own = int(fields[11]) + int(fields[12])  # utime + stime
+        server = SERVERS.get(command.split("(", 1)[-1])
+        if server is not None:
+            totals[server] += (own + int(fields[13]) + int(fields[14])) / tick  # + children
+            continue
         name = groups.get(int(fields[2]))  # pgrp
         if name is not None:
-            totals[name] += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+            totals[name] += own / tick
     return totals
+
+
+def transactions(database_url: str) -> int:
+    """Transactions committed in the benchmark's database so far (pg_stat_database)."""
+    with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    return int(row[0]) if row is not None else 0
 
 
 def counts(database_url: str) -> tuple[int, int]:
@@ -110,29 +132,81 @@ def submit(system: System, urls: list[str], jobs: int) -> float:
     return time.monotonic() - started
 
 
-def report(
-    jobs: int,
-    *,
-    timeout: float,
-    terminal: int,
-    succeeded: int,
-    wall_s: float,
-    submit_s: float,
-    cpu: dict[str, float],
-    timed_out: bool,
-) -> None:
-    """The human summary."""
-    jobs_per_s = terminal / wall_s if wall_s > 0 else 0.0
-    print()
-    print(f"jobs:       {jobs} ({succeeded} succeeded, {terminal - succeeded} failed/canceled)")
-    if timed_out:
-        print(f"TIMED OUT after {timeout:.0f} s with {terminal} terminal")
-    print(f"wall:       {wall_s:.1f} s (submission {submit_s:.1f} s)")
-    print(f"throughput: {jobs_per_s:.1f} jobs/s (target >= 30)")
-    print("CPU seconds during the run, per process group:")
-    for name, seconds in sorted(cpu.items(), key=lambda item: -item[1]):
-        share = 100 * seconds / wall_s if wall_s > 0 else 0.0
-        print(f"  {name:9s} {seconds:7.1f} s  ({share:5.1f}% of one core)")
+@dataclass
+class Run:
+    """What one run measured."""
+
+    jobs: int
+    terminal: int = 0
+    succeeded: int = 0
+    wall_s: float = 0.0
+    submit_s: float = 0.0
+    timed_out: bool = False
+    cpu: dict[str, float] = field(default_factory=dict)
+    commits: int = 0
+
+    @property
+    def jobs_per_s(self) -> float:
+        return self.terminal / self.wall_s if self.wall_s > 0 else 0.0
+
+    def report(self, timeout_s: float) -> None:
+        """The human summary."""
+        print()
+        failed = self.terminal - self.succeeded
+        print(f"jobs:       {self.jobs} ({self.succeeded} succeeded, {failed} failed/canceled)")
+        if self.timed_out:
+            print(f"TIMED OUT after {timeout_s:.0f} s with {self.terminal} terminal")
+        print(f"wall:       {self.wall_s:.1f} s (submission {self.submit_s:.1f} s)")
+        print(f"throughput: {self.jobs_per_s:.1f} jobs/s (target >= 30)")
+        print(f"commits:    {self.commits / max(self.terminal, 1):.1f} transactions per job")
+        print("CPU seconds during the run, per process group:")
+        for name, seconds in sorted(self.cpu.items(), key=lambda item: -item[1]):
+            share = 100 * seconds / self.wall_s if self.wall_s > 0 else 0.0
+            print(f"  {name:9s} {seconds:7.1f} s  ({share:5.1f}% of one core)")
+
+    def result(self) -> dict[str, object]:
+        """The JSON line."""
+        return {
+            "jobs": self.jobs,
+            "jobs_per_s": round(self.jobs_per_s, 2),
+            "errors": self.jobs - self.succeeded,
+            "wall_s": round(self.wall_s, 2),
+            "submit_s": round(self.submit_s, 2),
+            "succeeded": self.succeeded,
+            "terminal": self.terminal,
+            "cpu_s": {name: round(seconds, 1) for name, seconds in self.cpu.items()},
+            "commits_per_job": round(self.commits / max(self.terminal, 1), 1),
+        }
+
+
+def measure(system: System, urls: list[str], jobs: int, timeout_s: float) -> Run:
+    """Submit ``jobs`` and wait until every one is terminal (or ``timeout_s``)."""
+    run = Run(jobs)
+    cpu_before = cpu_seconds(system)
+    machine_before = machine_cpu_seconds()
+    commits_before = transactions(system.database_url)
+    print(f"system up (logs in {system.root / 'logs'}); submitting {jobs} jobs", flush=True)
+    started = time.monotonic()
+    run.submit_s = submit(system, urls, jobs)
+    print(f"submitted in {run.submit_s:.1f} s", flush=True)
+    while True:
+        run.terminal, run.succeeded = counts(system.database_url)
+        elapsed = time.monotonic() - started
+        if run.terminal >= jobs:
+            break
+        if elapsed > timeout_s:
+            run.timed_out = True
+            break
+        print(f"  {elapsed:6.1f} s: {run.terminal}/{jobs} terminal", flush=True)
+        time.sleep(1.0)
+    run.wall_s = time.monotonic() - started
+    cpu_after = cpu_seconds(system)
+    run.cpu = {name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after}
+    # this script (and its photo server), the kernel and the rest of the machine
+    run.cpu["other"] = machine_cpu_seconds() - machine_before - sum(run.cpu.values())
+    time.sleep(1.0)  # statistics reach pg_stat_database within a second
+    run.commits = transactions(system.database_url) - commits_before
+    return run
 
 
 def main() -> int:
@@ -147,13 +221,12 @@ def main() -> int:
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="reelyard-bench-pipeline-"))
-    database_url = create_database(DATABASE)
     broker = Broker("redis", REDIS_URL, REDIS_URL)
     broker.flush()
     system = System(
         root,
         broker,
-        database_url,
+        create_database(DATABASE),
         studio_env=STUDIO_ENV,
         env_overrides=SETTINGS,
         commands={
@@ -165,59 +238,16 @@ def main() -> int:
     try:
         with serve_photos(root / "photos") as photos:
             system.start()
-            cpu_before = cpu_seconds(system)
-            machine_before = machine_cpu_seconds()
-            print(f"system up (logs in {root / 'logs'}); submitting {args.jobs} jobs", flush=True)
-            started = time.monotonic()
-            submit_s = submit(system, photos.urls, args.jobs)
-            print(f"submitted in {submit_s:.1f} s", flush=True)
-            terminal = succeeded = 0
-            timed_out = False
-            while True:
-                terminal, succeeded = counts(database_url)
-                elapsed = time.monotonic() - started
-                if terminal >= args.jobs:
-                    break
-                if elapsed > args.timeout:
-                    timed_out = True
-                    break
-                print(f"  {elapsed:6.1f} s: {terminal}/{args.jobs} terminal", flush=True)
-                time.sleep(1.0)
-            wall_s = time.monotonic() - started
-            cpu_after = cpu_seconds(system)
-            cpu = {name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after}
-            # PostgreSQL, Redis, this script and the rest of the machine
-            cpu["other"] = machine_cpu_seconds() - machine_before - sum(cpu.values())
+            run = measure(system, photos.urls, args.jobs, args.timeout)
     finally:
         system.stop()
         broker.flush()
         drop_database(DATABASE)
-
-    report(
-        args.jobs,
-        timeout=args.timeout,
-        terminal=terminal,
-        succeeded=succeeded,
-        wall_s=wall_s,
-        submit_s=submit_s,
-        cpu=cpu,
-        timed_out=timed_out,
-    )
+    run.report(args.timeout)
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
-    jobs_per_s = terminal / wall_s if wall_s > 0 else 0.0
-    result = {
-        "jobs": args.jobs,
-        "jobs_per_s": round(jobs_per_s, 2),
-        "errors": args.jobs - succeeded,
-        "wall_s": round(wall_s, 2),
-        "submit_s": round(submit_s, 2),
-        "succeeded": succeeded,
-        "terminal": terminal,
-        "cpu_s": {name: round(seconds, 1) for name, seconds in cpu.items()},
-    }
-    print(json.dumps(result))
-    return 0 if not timed_out else 1
+    print(json.dumps(run.result()))
+    return 1 if run.timed_out else 0
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String, insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, utcnow, value_enum
@@ -54,10 +54,12 @@ def add_outbox_event(
     *,
     job_id: str | None = None,
     batch_id: str | None = None,
-) -> OutboxEvent:
-    """Write an outbox row in the caller's transaction (added, not flushed)."""
-    event = OutboxEvent(
-        id=new_id("msg"), tenant_id=tenant_id, type=type_, job_id=job_id, batch_id=batch_id
+) -> str:
+    """Write an outbox row in the caller's transaction (one INSERT, sent now); its id."""
+    message_id = new_id("msg")
+    session.execute(
+        insert(OutboxEvent).values(
+            id=message_id, tenant_id=tenant_id, type=type_, job_id=job_id, batch_id=batch_id
+        )
     )
-    session.add(event)
-    return event
+    return message_id
