@@ -183,6 +183,20 @@ def fail(code: ErrorCode, message: str | None = None) -> Finish:
     return Finish(JobStatus.FAILED, text, {"error_code": code.value, "error_message": text})
 
 
+#: events that come closer together than this are written together: at the next
+#: checkpoint, heartbeat or the stage's end (a turn that streams its words at once
+#: costs one transaction, not one per word; a slow one shows each as it comes)
+EVENT_BATCH_S = 1.0
+
+
+@dataclass(frozen=True)
+class _Event:
+    type: EventType
+    message: str
+    stage: Stage
+    data: dict[str, Any] | None
+
+
 class StageRun:
     """One execution of one stage of one job, by the worker that holds its lease."""
 
@@ -192,6 +206,8 @@ class StageRun:
         self.owner = owner
         self.token: Token | None = None
         self._renewed_at = deps.clock()
+        #: events not yet written (see :data:`EVENT_BATCH_S`)
+        self._pending: list[_Event] = []
         self.log = logging.LoggerAdapter(
             log, {"job_id": job.id, "stage": job.stage.value, "attempt": job.stage_attempts}
         )
@@ -214,8 +230,11 @@ class StageRun:
         event: EventType = EventType.MESSAGE,
         data: dict[str, Any] | None = None,
     ) -> None:
-        """Commit ``values`` on the job (and an event) while we hold it; else LeaseLost."""
+        """Commit ``values`` on the job (and an event, after any pending ones) while we
+        hold it; else LeaseLost."""
         now = self.now()
+        if message is not None:
+            self._pending.append(_Event(event, message, self.job.stage, data))
         with self.deps.sessions() as session:
             changed = session.execute(
                 update(Job)
@@ -227,24 +246,45 @@ class StageRun:
             if changed is None:
                 session.rollback()
                 raise LeaseLost
-            if message is not None:
-                add_event(
-                    session, self.job.id, event, message=message, stage=self.job.stage, data=data
-                )
+            self.write_events(session)
             session.commit()
+        self._pending.clear()
         self._renewed_at = now
         for key, value in values.items():
             if hasattr(Job, key) and not callable(value):
                 setattr(self.job, key, value)
 
     def event(self, type_: EventType, message: str, *, data: dict[str, Any] | None = None) -> None:
-        """Record an event (and renew the lease with it); LeaseLost if the job is gone."""
-        self.checkpoint({}, message=message, event=type_, data=data)
+        """Record an event (and renew the lease with it); LeaseLost if the job is gone.
+
+        Written at once, unless the last write was less than :data:`EVENT_BATCH_S` ago.
+        """
+        self._pending.append(_Event(type_, message, self.job.stage, data))
+        self._flush(EVENT_BATCH_S)
 
     def keep_alive(self) -> None:
-        """Renew the lease if a quarter of it has passed; LeaseLost if it is not ours."""
-        now = self.now()
-        if now - self._renewed_at >= timedelta(seconds=self.config.lease_s / 4):
+        """Write pending events, and renew the lease if a quarter of it has passed;
+        LeaseLost if the job is not ours."""
+        if self._pending:
+            self._flush(EVENT_BATCH_S)
+        else:
+            self._flush(self.config.lease_s / 4)
+
+    def write_events(self, session: Session) -> None:
+        """Add the pending events to ``session``'s transaction (the caller commits and
+        then the events are no longer pending)."""
+        for pending in self._pending:
+            add_event(
+                session,
+                self.job.id,
+                pending.type,
+                message=pending.message,
+                stage=pending.stage,
+                data=pending.data,
+            )
+
+    def _flush(self, after_s: float) -> None:
+        if self.now() - self._renewed_at >= timedelta(seconds=after_s):
             self.checkpoint({})
 
     def _ours(self) -> Any:
@@ -486,6 +526,7 @@ def apply(run: StageRun, outcome: Outcome, *, hold: Queue | None = None) -> Next
             ):
                 session.rollback()
                 return None
+            run.write_events(session)
             _finish(session, job.id, outcome)
             session.commit()
             run.log.info("finished %s", outcome.status.value)
@@ -523,6 +564,7 @@ def apply(run: StageRun, outcome: Outcome, *, hold: Queue | None = None) -> Next
         if not moved:
             session.rollback()
             return None
+        run.write_events(session)
         if outcome.message is not None:
             add_event(
                 session,
