@@ -94,10 +94,13 @@ def _session_id(run: StageRun) -> str:
 
 def authorize(run: StageRun) -> Outcome:
     """The token is in hand (the engine got it); read the credit balance now and then."""
+    upstream = run.deps.upstream
     if run.config.credits_every_s >= 0 and credentials.credits_due(
-        run.deps.sessions, run.config.credits_every_s, run.now()
+        run.deps.sessions, upstream, run.config.credits_every_s, run.now()
     ):
-        credentials.record_credits(run.deps.sessions, run.client().credits(), now=run.now())
+        credentials.record_credits(
+            run.deps.sessions, upstream, run.client().credits(), now=run.now()
+        )
     return Advance(Stage.OPEN_SESSION, message="Connected to the video service.")
 
 

@@ -57,6 +57,8 @@ class Upstream:
     http: httpx.Client
     #: the token last read from the row, and when (``time.monotonic``)
     _known: tuple[Token, float] | None = field(default=None, init=False, repr=False)
+    #: when the credit balance this process last saw was read from the upstream
+    credits_seen_at: datetime | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def connect(cls, config: NemoConfig, *, max_connections: int = 1100) -> Upstream:
@@ -203,18 +205,34 @@ def invalidate(sessions: sessionmaker[Session], upstream: Upstream, refused: Tok
 
 
 def record_credits(
-    sessions: sessionmaker[Session], credits: Credits, *, now: datetime | None = None
+    sessions: sessionmaker[Session],
+    upstream: Upstream,
+    credits: Credits,
+    *,
+    now: datetime | None = None,
 ) -> None:
-    _update(sessions, credits_balance=int(credits.available), credits_checked_at=now or utcnow())
+    now = now or utcnow()
+    _update(sessions, credits_balance=int(credits.available), credits_checked_at=now)
+    upstream.credits_seen_at = now
 
 
-def credits_due(sessions: sessionmaker[Session], every_s: float, now: datetime) -> bool:
-    """Whether the credit balance is older than ``every_s`` seconds."""
+def credits_due(
+    sessions: sessionmaker[Session], upstream: Upstream, every_s: float, now: datetime
+) -> bool:
+    """Whether the credit balance is older than ``every_s`` seconds.
+
+    The row is read only when this process has not seen a balance that recent.
+    """
+    every = timedelta(seconds=every_s)
+    seen = upstream.credits_seen_at
+    if seen is not None and now - seen < every:
+        return False
     with sessions() as session:
         row = session.get(UpstreamCredentials, CREDENTIALS_ROW)
         checked = row.credits_checked_at if row is not None else None
         session.rollback()
-    return checked is None or checked <= now - timedelta(seconds=every_s)
+    upstream.credits_seen_at = checked
+    return checked is None or checked <= now - every
 
 
 def _parse_time(value: str | None) -> datetime | None:
