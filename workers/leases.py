@@ -17,27 +17,96 @@ row decides who works on it (procrastinate's model, design.md "Durability"):
   leased, or whose lease expired (a dead worker's).
 
 Every function takes the caller's session and only executes; the caller commits.
+The statements are built once (per set of columns written) with bound parameters:
+building and keying a statement anew costs more CPU than PostgreSQL spends running it,
+and these run several times for every job.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from enum import Enum
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Update, and_, func, or_, select, update
+from sqlalchemy import (
+    Row,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    func,
+    inspect,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from models.jobs import ACTIVE_STATUSES, Job, JobStatus, Stage
 
+JOBS = cast(Table, Job.__table__)
+#: each attribute of a job and its column
+_FIELDS = [(attribute.key, attribute.columns[0]) for attribute in inspect(Job).column_attrs]
+_COLUMNS = dict(_FIELDS)
 
-def _free_or_mine(owner: str, now: datetime) -> ColumnElement[bool]:
-    return or_(
-        Job.lease_owner.is_(None),
-        Job.lease_expires_at.is_(None),
-        Job.lease_expires_at <= now,
-        Job.lease_owner == owner,
+
+def job_from_row(row: Row[Any]) -> Job:
+    """A (detached) job from a row of every column, as ``RETURNING`` gives it."""
+    mapping = row._mapping
+    return Job(**{key: mapping[column] for key, column in _FIELDS})
+
+
+def _param(key: str) -> Any:
+    return bindparam(f"v_{key}", type_=_COLUMNS[key].type)
+
+
+def _values(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {f"v_{key}": value for key, value in values.items()}
+
+
+_OWNED = and_(
+    JOBS.c.id == bindparam("job_id"),
+    JOBS.c.lease_owner == bindparam("owner"),
+    JOBS.c.stage == bindparam("from_stage", type_=JOBS.c.stage.type),
+    JOBS.c.status.in_(ACTIVE_STATUSES),
+)
+
+
+def _now_param() -> Any:
+    return bindparam("now", type_=JOBS.c.lease_expires_at.type)
+
+
+_CLAIM = (
+    update(JOBS)
+    .where(
+        and_(
+            JOBS.c.id == bindparam("job_id"),
+            JOBS.c.stage.in_(bindparam("stages", expanding=True, type_=JOBS.c.stage.type)),
+            JOBS.c.status.in_(ACTIVE_STATUSES),
+            or_(JOBS.c.next_run_at.is_(None), JOBS.c.next_run_at <= _now_param()),
+            or_(JOBS.c.deadline_at.is_(None), JOBS.c.deadline_at > _now_param()),
+            or_(
+                JOBS.c.lease_owner.is_(None),
+                JOBS.c.lease_expires_at.is_(None),
+                JOBS.c.lease_expires_at <= _now_param(),
+                JOBS.c.lease_owner == bindparam("owner"),
+            ),
+        )
     )
+    .values(
+        lease_owner=bindparam("owner"),
+        lease_expires_at=bindparam("lease_until", type_=JOBS.c.lease_expires_at.type),
+        status=JobStatus.RUNNING,
+        total_attempts=JOBS.c.total_attempts + 1,
+        started_at=func.coalesce(JOBS.c.started_at, _now_param()),
+        deadline_at=func.coalesce(
+            JOBS.c.deadline_at, bindparam("deadline", type_=JOBS.c.deadline_at.type)
+        ),
+    )
+    .returning(*JOBS.c)
+)
 
 
 def claim(
@@ -58,30 +127,18 @@ def claim(
     The first claim starts the job's clock: ``started_at``, and its deadline
     ``deadline_s`` later (unless the job already has one).
     """
-    deadline = None if deadline_s is None else now + timedelta(seconds=deadline_s)
-    return session.scalars(
-        update(Job)
-        .where(
-            and_(
-                Job.id == job_id,
-                Job.stage.in_(stages),
-                Job.status.in_(ACTIVE_STATUSES),
-                or_(Job.next_run_at.is_(None), Job.next_run_at <= now),
-                or_(Job.deadline_at.is_(None), Job.deadline_at > now),
-                _free_or_mine(owner, now),
-            )
-        )
-        .values(
-            lease_owner=owner,
-            lease_expires_at=now + timedelta(seconds=lease_s),
-            status=JobStatus.RUNNING,
-            total_attempts=Job.total_attempts + 1,
-            started_at=func.coalesce(Job.started_at, now),
-            deadline_at=func.coalesce(Job.deadline_at, deadline),
-        )
-        .returning(Job)
-        .execution_options(synchronize_session=False, populate_existing=True)
+    row = session.execute(
+        _CLAIM,
+        {
+            "job_id": job_id,
+            "stages": sorted(stages),
+            "owner": owner,
+            "now": now,
+            "lease_until": now + timedelta(seconds=lease_s),
+            "deadline": None if deadline_s is None else now + timedelta(seconds=deadline_s),
+        },
     ).first()
+    return None if row is None else job_from_row(row)
 
 
 def past_deadline(
@@ -102,22 +159,83 @@ def past_deadline(
     return found is not None
 
 
+_RENEW = (
+    update(JOBS)
+    .where(
+        and_(
+            JOBS.c.id == bindparam("job_id"),
+            JOBS.c.lease_owner == bindparam("owner"),
+            JOBS.c.status.in_(ACTIVE_STATUSES),
+        )
+    )
+    .values(lease_expires_at=bindparam("lease_until", type_=JOBS.c.lease_expires_at.type))
+    .returning(JOBS.c.id)
+)
+
+
 def renew(session: Session, job_id: str, *, owner: str, lease_s: float, now: datetime) -> bool:
     """Extend our lease; False when it is no longer ours (stop working on the job)."""
     renewed = session.execute(
-        update(Job)
-        .where(
-            and_(
-                Job.id == job_id,
-                Job.lease_owner == owner,
-                Job.status.in_(ACTIVE_STATUSES),
-            )
-        )
-        .values(lease_expires_at=now + timedelta(seconds=lease_s))
-        .returning(Job.id)
-        .execution_options(synchronize_session=False)
+        _RENEW,
+        {"job_id": job_id, "owner": owner, "lease_until": now + timedelta(seconds=lease_s)},
     ).first()
     return renewed is not None
+
+
+def checkpoint(
+    session: Session,
+    job_id: str,
+    *,
+    owner: str,
+    stage: Stage,
+    values: Mapping[str, Any],
+    now: datetime,
+    lease_s: float,
+) -> bool:
+    """Write ``values`` on the job we hold at ``stage``, renewing the lease with them;
+    False when it is no longer ours."""
+    changed = session.execute(
+        _checkpoint_statement(frozenset(values)),
+        {
+            **_values(values),
+            "job_id": job_id,
+            "owner": owner,
+            "from_stage": stage,
+            "now": now,
+            "lease_until": now + timedelta(seconds=lease_s),
+        },
+    ).first()
+    return changed is not None
+
+
+@functools.cache
+def _checkpoint_statement(keys: frozenset[str]) -> Update:
+    return (
+        update(JOBS)
+        .where(_OWNED)
+        .values(
+            {_COLUMNS[key]: _param(key) for key in keys}
+            | {
+                JOBS.c.updated_at: _now_param(),
+                JOBS.c.lease_expires_at: bindparam(
+                    "lease_until", type_=JOBS.c.lease_expires_at.type
+                ),
+            }
+        )
+        .returning(JOBS.c.id)
+    )
+
+
+class _Attempts(Enum):
+    RESET = "reset"  # a new stage
+    COUNT = "count"  # a retry
+    KEEP = "keep"  # a wait that is no failure
+
+
+def _attempts(from_stage: Stage, to_stage: Stage, count_retry: bool) -> _Attempts:
+    if to_stage != from_stage:
+        return _Attempts.RESET
+    return _Attempts.COUNT if count_retry else _Attempts.KEEP
 
 
 def advance(
@@ -138,11 +256,20 @@ def advance(
     statement. A new stage starts with no attempts; a rescheduled one counts one more
     unless ``count_retry`` is false (a wait that is no failure, such as polling).
     """
+    values = values or {}
+    statement = _advance_statement(
+        frozenset(values), _attempts(from_stage, to_stage, count_retry), hold=False
+    )
     moved = session.execute(
-        _advance(job_id, owner, from_stage, to_stage, count_retry)
-        .values(next_run_at=run_at, lease_owner=None, lease_expires_at=None, **(values or {}))
-        .returning(Job.id)
-        .execution_options(synchronize_session=False)
+        statement,
+        {
+            **_values(values),
+            "job_id": job_id,
+            "owner": owner,
+            "from_stage": from_stage,
+            "to_stage": to_stage,
+            "run_at": run_at,
+        },
     ).first()
     return moved is not None
 
@@ -162,38 +289,42 @@ def advance_and_hold(
     """Move the job to ``to_stage``, due now, and keep it: the same statement is the
     next stage's claim (for a worker that runs the next stage at once). The job as it
     now is; None if it was not ours."""
-    return session.scalars(
-        _advance(job_id, owner, from_stage, to_stage, count_retry)
-        .values(
-            next_run_at=now,
-            lease_expires_at=now + timedelta(seconds=lease_s),
-            total_attempts=Job.total_attempts + 1,
-            **(values or {}),
-        )
-        .returning(Job)
-        .execution_options(synchronize_session=False, populate_existing=True)
-    ).first()
-
-
-def _advance(
-    job_id: str, owner: str, from_stage: Stage, to_stage: Stage, count_retry: bool
-) -> Update:
-    if to_stage != from_stage:
-        attempts: Any = 0
-    else:
-        attempts = Job.stage_attempts + 1 if count_retry else Job.stage_attempts
-    return (
-        update(Job)
-        .where(
-            and_(
-                Job.id == job_id,
-                Job.lease_owner == owner,
-                Job.stage == from_stage,
-                Job.status.in_(ACTIVE_STATUSES),
-            )
-        )
-        .values(stage=to_stage, stage_attempts=attempts)
+    values = values or {}
+    statement = _advance_statement(
+        frozenset(values), _attempts(from_stage, to_stage, count_retry), hold=True
     )
+    row = session.execute(
+        statement,
+        {
+            **_values(values),
+            "job_id": job_id,
+            "owner": owner,
+            "from_stage": from_stage,
+            "to_stage": to_stage,
+            "run_at": now,
+            "lease_until": now + timedelta(seconds=lease_s),
+        },
+    ).first()
+    return None if row is None else job_from_row(row)
+
+
+@functools.cache
+def _advance_statement(keys: frozenset[str], attempts: _Attempts, *, hold: bool) -> Update:
+    sets: dict[Any, Any] = {_COLUMNS[key]: _param(key) for key in keys}
+    sets[JOBS.c.stage] = bindparam("to_stage", type_=JOBS.c.stage.type)
+    sets[JOBS.c.next_run_at] = bindparam("run_at", type_=JOBS.c.next_run_at.type)
+    sets[JOBS.c.stage_attempts] = {
+        _Attempts.RESET: 0,
+        _Attempts.COUNT: JOBS.c.stage_attempts + 1,
+        _Attempts.KEEP: JOBS.c.stage_attempts,
+    }[attempts]
+    if hold:
+        sets[JOBS.c.lease_expires_at] = bindparam("lease_until", type_=JOBS.c.lease_expires_at.type)
+        sets[JOBS.c.total_attempts] = JOBS.c.total_attempts + 1
+        return update(JOBS).where(_OWNED).values(sets).returning(*JOBS.c)
+    sets[JOBS.c.lease_owner] = None
+    sets[JOBS.c.lease_expires_at] = None
+    return update(JOBS).where(_OWNED).values(sets).returning(JOBS.c.id)
 
 
 def due_jobs(

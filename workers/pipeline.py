@@ -29,12 +29,11 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.base import utcnow
-from models.jobs import ACTIVE_STATUSES, EventType, Job, JobStatus, Stage, add_event, finish_job
+from models.jobs import EventType, Job, JobStatus, Stage, add_event, finish_job
 from nemo import NemoClient, NemoError, Token
 from reelyard.outbound import OutboundError, TooLarge
 from reelyard.settings import Settings
@@ -236,14 +235,15 @@ class StageRun:
         if message is not None:
             self._pending.append(_Event(event, message, self.job.stage, data))
         with self.deps.sessions() as session:
-            changed = session.execute(
-                update(Job)
-                .where(self._ours())
-                .values(**values, updated_at=now, lease_expires_at=self._lease_until(now))
-                .returning(Job.id)
-                .execution_options(synchronize_session=False)
-            ).first()
-            if changed is None:
+            if not leases.checkpoint(
+                session,
+                self.job.id,
+                owner=self.owner,
+                stage=self.job.stage,
+                values=values,
+                now=now,
+                lease_s=self.config.lease_s,
+            ):
                 session.rollback()
                 raise LeaseLost
             self.write_events(session)
@@ -286,17 +286,6 @@ class StageRun:
     def _flush(self, after_s: float) -> None:
         if self.now() - self._renewed_at >= timedelta(seconds=after_s):
             self.checkpoint({})
-
-    def _ours(self) -> Any:
-        return and_(
-            Job.id == self.job.id,
-            Job.lease_owner == self.owner,
-            Job.stage == self.job.stage,
-            Job.status.in_(ACTIVE_STATUSES),
-        )
-
-    def _lease_until(self, now: datetime) -> datetime:
-        return now + timedelta(seconds=self.config.lease_s)
 
 
 Handler = Callable[[StageRun], Outcome]
@@ -358,7 +347,6 @@ def _claim(deps: Deps, job_id: str, queue: Queue, owner: str) -> Job | None:
             session.commit()
             return None
         session.commit()
-        session.expunge(job)
     return job
 
 
@@ -577,7 +565,6 @@ def apply(run: StageRun, outcome: Outcome, *, hold: Queue | None = None) -> Next
             )
         session.commit()
         if held is not None:
-            session.expunge(held)
             return held
     return Next(job.id, outcome.to, outcome.after_s)
 

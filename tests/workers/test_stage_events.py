@@ -41,7 +41,6 @@ def run(db_session, deps: Deps, photos, clock: Clock) -> StageRun:
     job = leases.claim(db_session, job_id, {Stage.AUTHORIZE}, owner=OWNER, lease_s=60, now=clock())
     assert job is not None
     db_session.commit()
-    db_session.expunge(job)
     return StageRun(replace(deps, clock=clock), job, OWNER)
 
 
