@@ -21,20 +21,27 @@ noisy and only ratios compare:
 The clock runs from the first submission until every job has finished its edit (its
 stage is past ``edit``) or ended, read from the database once a second (the same
 query counts the streams open at that moment: jobs in ``edit`` whose instruction
-was sent). The finish line is the end of the edit, not of the job, because the
-studio paces each no-render export to 30-60 s times its time scale with at most 16
-at once (``STUDIO_RENDER_WORKERS``): at time scale 1 a thousand renders take about
-47 minutes whatever reelyard does. For the same reason the pipeline's own time
-scale is 1 and renders are polled every 30 s, as in production: at time scale 0 a
-render poll comes back at once, and a thousand polling jobs would busy the
-pipeline worker's cores while the last streams end.
+was sent; the messages waiting in each queue are read from Redis at the same time,
+to show which worker held the jobs back). The finish line is the end of the edit,
+not of the job, because the studio paces each no-render export to 30-60 s times its
+time scale with at most 16 at once (``STUDIO_RENDER_WORKERS``): at time scale 1 a
+thousand renders take about 47 minutes whatever reelyard does. The pipeline's own
+time scale is 1 and renders are polled every 30 s, as in production: at time scale
+0 a render poll's countdown is 0, and a thousand jobs polling without a pause would
+busy the pipeline worker's cores while the last streams end.
 
 ``ideal_s`` is the reference phase's wall time plus one turn (what the run would
 take if holding the streams cost nothing); ``ratio_to_ideal`` is a phase's wall
-time over it (target <= 1.2). Every turn lasts exactly the turn: the studio's silent
-closes are off (``STUDIO_SILENT_CLOSE_RATIO=0``), because a silent turn ends at its
-last heartbeat, 5 s early; reelyard reads the state after every turn, so a silent
-close costs it nothing more.
+time over it (target <= 1.2). The reference's own wall time varies by a third from
+run to run on a shared machine (the jobs reach their edit as fast as the
+``pipeline`` worker's cores allow), so each phase also reports ``tail_s``: from the
+end of the last turn (its instruction's ``edit_sent_at`` plus the turn) to the end of
+the last edit, what holding the streams cost whatever the earlier stages' pace.
+
+Every turn lasts exactly the turn: the studio's silent closes are off
+(``STUDIO_SILENT_CLOSE_RATIO=0``), because a silent turn ends at its last heartbeat,
+5 s early; reelyard reads the state after every turn, so a silent close costs it
+nothing more.
 
 Memory: every 0.5 s the VmRSS of every process in the worker process groups
 (pipeline, edit, beat) is summed (shared pages count once per process: an upper
@@ -44,8 +51,8 @@ worker's own peak and thread count. CPU seconds per process group are read from
 
 Prints a human summary per phase, then one JSON line for the edit worker's default
 pool: ``{"jobs", "ideal_s", "wall_s", "ratio_to_ideal", "peak_rss_mb", "errors", ...}``
-(``errors``: jobs that failed, or had not finished their edit in time), with every
-phase under ``phases``. Exits 1 when a phase timed out.
+(``errors``: jobs that failed, or had not finished their edit in time), with each
+pool's under ``pools``. Exits 1 when a phase timed out.
 """
 
 from __future__ import annotations
@@ -64,6 +71,7 @@ from pathlib import Path
 
 import httpx
 import psycopg
+import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -114,6 +122,13 @@ class Result:
     edited: int = 0
     failed: int = 0
     peak_streams: int = 0
+    #: seconds from the first submission to the last instruction sent, and from the end
+    #: of that last turn to the end of the last edit (what the edits lost to holding
+    #: the streams, free of the earlier stages' speed)
+    last_sent_s: float = 0.0
+    tail_s: float = 0.0
+    #: the most messages waiting in each queue at once (sampled with the progress)
+    peak_backlog: dict[str, int] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
     peak_edit_rss_mb: float = 0.0
     peak_edit_threads: int = 0
@@ -172,11 +187,11 @@ class MemorySampler(threading.Thread):
         self.peak_kb = 0
         self.peak_edit_kb = 0
         self.peak_edit_threads = 0
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def run(self) -> None:
         names = {pgid: name for name, pgid in self.groups.items()}
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             rss: dict[str, int] = dict.fromkeys(self.groups, 0)
             threads = 0
             for entry in Path("/proc").iterdir():
@@ -193,10 +208,10 @@ class MemorySampler(threading.Thread):
             self.peak_kb = max(self.peak_kb, sum(rss.values()))
             self.peak_edit_kb = max(self.peak_edit_kb, rss.get("edit", 0))
             self.peak_edit_threads = max(self.peak_edit_threads, threads)
-            self._stop.wait(SAMPLE_EVERY_S)
+            self._stopping.wait(SAMPLE_EVERY_S)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
         self.join()
 
 
@@ -205,7 +220,7 @@ def progress(database_url: str) -> tuple[int, int, int]:
     with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
         row = conn.execute(
             "SELECT count(*) FILTER (WHERE status IN ('succeeded', 'failed', 'canceled')"
-            "   OR stage = ANY(%(past)s::job_stage[])),"
+            "   OR stage::text = ANY(%(past)s)),"
             " count(*) FILTER (WHERE status IN ('failed', 'canceled')),"
             " count(*) FILTER (WHERE stage = 'edit' AND edit_sent_at IS NOT NULL"
             "   AND status NOT IN ('succeeded', 'failed', 'canceled'))"
@@ -213,6 +228,18 @@ def progress(database_url: str) -> tuple[int, int, int]:
             {"past": list(PAST_EDIT)},
         ).fetchone()
     return (int(row[0]), int(row[1]), int(row[2])) if row is not None else (0, 0, 0)
+
+
+def backlog(client: redis.Redis) -> dict[str, int]:
+    """Messages waiting in each queue (kombu keeps a Redis queue in a list of its name)."""
+    return {queue: int(client.llen(queue)) for queue in ("pipeline", "edit")}
+
+
+def last_sent(database_url: str) -> float:
+    """When the last instruction went out (epoch seconds; 0 if none did)."""
+    with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
+        row = conn.execute("SELECT extract(epoch FROM max(edit_sent_at)) FROM jobs").fetchone()
+    return float(row[0]) if row is not None and row[0] is not None else 0.0
 
 
 def retries(database_url: str) -> int:
@@ -272,12 +299,16 @@ def run_phase(phase: Phase, jobs: int, timeout: float, root: Path) -> Result:
             sampler.start()
             cpu_before = cpu_seconds(system)
             print(f"[{phase.name}] system up (logs in {system.root / 'logs'})", flush=True)
-            started = time.monotonic()
+            queues = redis.Redis.from_url(REDIS_URL)
+            started, started_epoch = time.monotonic(), time.time()
             result.submit_s = submit(system, photos.urls, jobs)
             print(f"[{phase.name}] submitted {jobs} in {result.submit_s:.1f} s", flush=True)
             while True:
                 result.edited, result.failed, streams = progress(database_url)
                 result.peak_streams = max(result.peak_streams, streams)
+                waiting = backlog(queues)
+                for queue, count in waiting.items():
+                    result.peak_backlog[queue] = max(result.peak_backlog.get(queue, 0), count)
                 elapsed = time.monotonic() - started
                 if result.edited >= jobs:
                     break
@@ -287,11 +318,12 @@ def run_phase(phase: Phase, jobs: int, timeout: float, root: Path) -> Result:
                 if int(elapsed) % 5 == 0:
                     print(
                         f"  {elapsed:6.1f} s: {result.edited}/{jobs} past the edit,"
-                        f" {streams} streaming, {result.failed} failed",
+                        f" {streams} streaming, {result.failed} failed; waiting: {waiting}",
                         flush=True,
                     )
                 time.sleep(1.0)
             result.wall_s = time.monotonic() - started
+            queues.close()
             cpu_after = cpu_seconds(system)
             sampler.stop()
             result.cpu_s = {
@@ -301,6 +333,10 @@ def run_phase(phase: Phase, jobs: int, timeout: float, root: Path) -> Result:
             result.peak_edit_rss_mb = round(sampler.peak_edit_kb / 1024, 1)
             result.peak_edit_threads = sampler.peak_edit_threads
             result.retries = retries(database_url)
+            sent = last_sent(database_url)
+            if sent > 0:
+                result.last_sent_s = round(sent - started_epoch, 2)
+                result.tail_s = round(result.wall_s - result.last_sent_s - phase.turn_s, 2)
             result.log_errors = log_errors(system)
     finally:
         system.stop()
@@ -321,7 +357,14 @@ def report(result: Result, jobs: int, ideal_s: float | None) -> None:
         print("TIMED OUT")
     ratio = f" = {result.wall_s / ideal_s:.2f} x the ideal {ideal_s:.1f} s" if ideal_s else ""
     print(f"wall:         {result.wall_s:.1f} s (submission {result.submit_s:.1f} s){ratio}")
-    print(f"streams:      {result.peak_streams} open at once at the peak")
+    print(
+        f"turns:        the last sent at {result.last_sent_s:.1f} s; the last edit ended"
+        f" {result.tail_s:.1f} s after that turn's end"
+    )
+    print(
+        f"streams:      {result.peak_streams} open at once at the peak;"
+        f" most messages waiting: {result.peak_backlog}"
+    )
     print(
         f"memory:       {result.peak_rss_mb:.0f} MB peak RSS of the workers"
         f" (edit worker {result.peak_edit_rss_mb:.0f} MB, {result.peak_edit_threads} threads)"
@@ -343,7 +386,9 @@ def main() -> int:
     parser.add_argument(
         "--timeout", type=float, default=900.0, help="give up on a phase after so many seconds"
     )
-    parser.add_argument("--keep", action="store_true", help="keep the logs' directory")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the logs' directory (kept anyway on errors)"
+    )
     args = parser.parse_args()
 
     default_pool = POOLS["edit"][0]
@@ -356,7 +401,9 @@ def main() -> int:
         results.append(run_phase(phase, args.jobs, args.timeout, root))
         ideal = results[0].wall_s + args.turn_s if phase.turn_s > 0 else None
         report(results[-1], args.jobs, ideal)
-    if not args.keep:
+    if args.keep or any(result.timed_out or result.errors(args.jobs) for result in results):
+        print(f"logs kept in {root}")
+    else:
         shutil.rmtree(root, ignore_errors=True)
 
     ideal_s = results[0].wall_s + args.turn_s
@@ -379,16 +426,19 @@ def main() -> int:
             pool: {
                 "wall_s": round(result.wall_s, 2),
                 "ratio_to_ideal": round(result.wall_s / ideal_s, 3),
+                "last_sent_s": result.last_sent_s,
+                "tail_s": result.tail_s,
                 "peak_rss_mb": result.peak_rss_mb,
                 "peak_edit_rss_mb": result.peak_edit_rss_mb,
                 "peak_edit_threads": result.peak_edit_threads,
                 "peak_streams": result.peak_streams,
+                "peak_backlog": result.peak_backlog,
                 "errors": result.errors(args.jobs),
                 "cpu_s": result.cpu_s,
             }
             for pool, result in measured.items()
         },
-        "phases": [asdict(result) for result in results],
+        "reference": asdict(results[0]),
     }
     print(json.dumps(result_json))
     return 1 if any(result.timed_out for result in results) else 0

@@ -105,10 +105,14 @@ def _check_gevent() -> None:
         )
     import psycopg.waiting  # noqa: PLC0415 (chooses its wait function on first import)
 
-    wait = psycopg.waiting.wait.__name__
-    if wait == "wait_c":  # imported before the patch: every query would block the process
+    wait = psycopg.waiting.wait
+    if wait is getattr(psycopg.waiting, "wait_c", None):
+        # psycopg was imported before the patch: every query would block the whole process
         raise click.ClickException("--pool gevent: psycopg was imported before gevent's patch")
-    log.info("gevent pool: standard library patched; psycopg waits with %s", wait)
+    log.info(
+        "gevent pool: standard library patched; psycopg waits with %s",
+        getattr(wait, "__name__", wait),
+    )
 
 
 @click.command("beat")
