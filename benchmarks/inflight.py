@@ -18,25 +18,21 @@ noisy and only ratios compare:
    ``--pool threads -c 1000``;
 3. ``gevent``: the same with ``--pool gevent -c 1000``.
 
-The clock runs from the first submission until every job has finished its edit (its
-stage is past ``edit``) or ended, read from the database once a second (the same
-query counts the streams open at that moment: jobs in ``edit`` whose instruction
-was sent; the messages waiting in each queue are read from Redis at the same time,
-to show which worker held the jobs back). The finish line is the end of the edit,
-not of the job, because the studio paces each no-render export to 30-60 s times its
-time scale with at most 16 at once (``STUDIO_RENDER_WORKERS``): at time scale 1 a
-thousand renders take about 47 minutes whatever reelyard does. The pipeline's own
-time scale is 1 and renders are polled every 30 s, as in production: at time scale
-0 a render poll's countdown is 0, and a thousand jobs polling without a pause would
-busy the pipeline worker's cores while the last streams end.
+The clock runs from the first submission until every job has ended, read from the
+database once a second (the same query counts the streams open at that moment: jobs
+in ``edit`` whose instruction was sent; the messages waiting in each queue are read
+from Redis at the same time, to show which worker held the jobs back). Everything but
+the turn takes no time: the studio runs at time scale 0 (``STUDIO_TURN_S`` is wall
+time, whatever the scale), so its no-render exports finish at once, and reelyard's
+time scale is 0 too, so a render is polled as soon as it is started.
 
 ``ideal_s`` is the reference phase's wall time plus one turn (what the run would
 take if holding the streams cost nothing); ``ratio_to_ideal`` is a phase's wall
-time over it (target <= 1.2). The reference's own wall time varies by a third from
-run to run on a shared machine (the jobs reach their edit as fast as the
-``pipeline`` worker's cores allow), so each phase also reports ``tail_s``: from the
-end of the last turn (its instruction's ``edit_sent_at`` plus the turn) to the end of
-the last edit, what holding the streams cost whatever the earlier stages' pace.
+time over it (target <= 1.2). The reference's own wall time varies from run to run
+on a shared machine (the jobs reach their edit as fast as the ``pipeline`` worker's
+cores allow), so each phase also reports ``tail_s``: from the end of the last turn
+(its instruction's ``edit_sent_at`` plus the turn) to the end of the last job, what
+holding the streams cost whatever the earlier stages' pace.
 
 Every turn lasts exactly the turn: the studio's silent closes are off
 (``STUDIO_SILENT_CLOSE_RATIO=0``), because a silent turn ends at its last heartbeat,
@@ -46,12 +42,12 @@ nothing more.
 Memory: every 0.5 s the VmRSS of every process in the worker process groups
 (pipeline, edit, beat) is summed (shared pages count once per process: an upper
 bound); the peak of the sum is ``peak_rss_mb`` (target < 1 GB), with the edit
-worker's own peak and thread count. CPU seconds per process group are read from
-``ps`` before and after.
+worker's own peak and thread count. CPU seconds per process group, PostgreSQL,
+Redis and the rest of the machine come from ``/proc`` (``benchmarks/harness.py``).
 
 Prints a human summary per phase, then one JSON line for the edit worker's default
 pool: ``{"jobs", "ideal_s", "wall_s", "ratio_to_ideal", "peak_rss_mb", "errors", ...}``
-(``errors``: jobs that failed, or had not finished their edit in time), with each
+(``errors``: jobs that did not succeed in time), with each
 pool's under ``pools``. Exits 1 when a phase timed out.
 """
 
@@ -61,7 +57,6 @@ import argparse
 import json
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -69,12 +64,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import httpx
 import psycopg
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from harness import CpuMeter, print_cpu, submit  # noqa: E402
 
 from tests.e2e.system import Broker, System, create_database, drop_database  # noqa: E402
 from tests.workers.pipeline_fixtures import serve_photos  # noqa: E402
@@ -82,26 +78,22 @@ from workers.commands import POOLS  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/11"
 DATABASE = "reelyard_bench_inflight"
-BATCH_SIZE = 100
-PROMPT = "A calm slideshow of the garden, one photo after another, with soft music."
-SPEC = {"aspect_ratio": "16:9", "resolution": "720p", "duration_s": 3}
 WORKERS = ("pipeline", "edit", "beat")
-#: the studio: no rendering, real time, every turn exactly as long, credits for all
+#: the studio: no rendering, no other delay than the turn (every turn exactly as long,
+#: set per phase), credits for all
 STUDIO_ENV = {
     "STUDIO_RENDER_MODE": "none",
-    "STUDIO_TIME_SCALE": "1",
+    "STUDIO_TIME_SCALE": "0",
     "STUDIO_SILENT_CLOSE_RATIO": "0",
-    "STUDIO_RENDER_WORKERS": "16",
     "STUDIO_FREE_CREDITS": "100000000",
 }
 #: reelyard's settings where the tests' differ from production's (the module says why)
 SETTINGS = {
-    "REELYARD_TIME_SCALE": "1",
-    "REELYARD_RENDER_POLL_S": "30",
+    "REELYARD_TIME_SCALE": "0",
+    "REELYARD_RENDER_POLL_S": "1",
     "REELYARD_LEASE_S": "60",
     "REELYARD_RECONCILE_EVERY_S": "30",
 }
-PAST_EDIT = ("verify", "export", "poll_render", "finalize")
 SAMPLE_EVERY_S = 0.5
 
 
@@ -119,8 +111,8 @@ class Result:
     turn_s: float
     wall_s: float = 0.0
     submit_s: float = 0.0
-    edited: int = 0
-    failed: int = 0
+    ended: int = 0
+    succeeded: int = 0
     peak_streams: int = 0
     #: seconds from the first submission to the last instruction sent, and from the end
     #: of that last turn to the end of the last edit (what the edits lost to holding
@@ -138,23 +130,7 @@ class Result:
     timed_out: bool = False
 
     def errors(self, jobs: int) -> int:
-        return self.failed + max(0, jobs - self.edited - self.failed)
-
-
-def cpu_seconds(system: System) -> dict[str, float]:
-    """CPU seconds (user + system) of each process group, from ``ps``."""
-    done = subprocess.run(
-        [shutil.which("ps") or "/bin/ps", "-e", "-o", "pgid=,cputimes="],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    totals: dict[int, float] = {}
-    for line in done.stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
-            totals[int(parts[0])] = totals.get(int(parts[0]), 0.0) + float(parts[1])
-    return {name: totals.get(proc.process.pid, 0.0) for name, proc in system.procs.items()}
+        return jobs - self.succeeded
 
 
 def _group_of(pid: str) -> int | None:
@@ -216,16 +192,14 @@ class MemorySampler(threading.Thread):
 
 
 def progress(database_url: str) -> tuple[int, int, int]:
-    """(jobs past their edit or ended, failed or canceled, streams open), one query."""
+    """(jobs ended, jobs succeeded, streams open), in one query."""
     with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
         row = conn.execute(
-            "SELECT count(*) FILTER (WHERE status IN ('succeeded', 'failed', 'canceled')"
-            "   OR stage::text = ANY(%(past)s)),"
-            " count(*) FILTER (WHERE status IN ('failed', 'canceled')),"
+            "SELECT count(*) FILTER (WHERE status IN ('succeeded', 'failed', 'canceled')),"
+            " count(*) FILTER (WHERE status = 'succeeded'),"
             " count(*) FILTER (WHERE stage = 'edit' AND edit_sent_at IS NOT NULL"
             "   AND status NOT IN ('succeeded', 'failed', 'canceled'))"
-            " FROM jobs",
-            {"past": list(PAST_EDIT)},
+            " FROM jobs"
         ).fetchone()
     return (int(row[0]), int(row[1]), int(row[2])) if row is not None else (0, 0, 0)
 
@@ -258,24 +232,8 @@ def log_errors(system: System) -> dict[str, int]:
     }
 
 
-def submit(system: System, urls: list[str], jobs: int) -> float:
-    """Post the jobs in batches of 100; the seconds it took."""
-    spec = {"images": urls, "prompt": PROMPT, "options": SPEC}
-    started = time.monotonic()
-    headers = {"Authorization": f"Bearer {system.key}"}
-    with httpx.Client(base_url=system.api_url, headers=headers, timeout=120) as client:
-        left = jobs
-        while left > 0:
-            size = min(BATCH_SIZE, left)
-            response = client.post("/v1/batches", json={"jobs": [spec] * size})
-            if response.status_code not in (200, 201, 202):
-                raise RuntimeError(f"POST /v1/batches: {response.status_code} {response.text}")
-            left -= size
-    return time.monotonic() - started
-
-
 def run_phase(phase: Phase, jobs: int, timeout: float, root: Path) -> Result:
-    """One fresh system, ``jobs`` jobs until every edit is over; its measurements."""
+    """One fresh system, ``jobs`` jobs until every one has ended; its measurements."""
     result = Result(phase.name, phase.pool, phase.turn_s)
     database_url = create_database(DATABASE)
     broker = Broker("redis", REDIS_URL, REDIS_URL)
@@ -297,38 +255,36 @@ def run_phase(phase: Phase, jobs: int, timeout: float, root: Path) -> Result:
             system.start()
             sampler = MemorySampler({name: system.procs[name].process.pid for name in WORKERS})
             sampler.start()
-            cpu_before = cpu_seconds(system)
+            meter = CpuMeter(system)
+            meter.start()
             print(f"[{phase.name}] system up (logs in {system.root / 'logs'})", flush=True)
             queues = redis.Redis.from_url(REDIS_URL)
             started, started_epoch = time.monotonic(), time.time()
             result.submit_s = submit(system, photos.urls, jobs)
             print(f"[{phase.name}] submitted {jobs} in {result.submit_s:.1f} s", flush=True)
             while True:
-                result.edited, result.failed, streams = progress(database_url)
+                result.ended, result.succeeded, streams = progress(database_url)
                 result.peak_streams = max(result.peak_streams, streams)
                 waiting = backlog(queues)
                 for queue, count in waiting.items():
                     result.peak_backlog[queue] = max(result.peak_backlog.get(queue, 0), count)
                 elapsed = time.monotonic() - started
-                if result.edited >= jobs:
+                if result.ended >= jobs:
                     break
                 if elapsed > timeout:
                     result.timed_out = True
                     break
                 if int(elapsed) % 5 == 0:
                     print(
-                        f"  {elapsed:6.1f} s: {result.edited}/{jobs} past the edit,"
-                        f" {streams} streaming, {result.failed} failed; waiting: {waiting}",
+                        f"  {elapsed:6.1f} s: {result.ended}/{jobs} ended,"
+                        f" {streams} streaming; waiting: {waiting}",
                         flush=True,
                     )
                 time.sleep(1.0)
             result.wall_s = time.monotonic() - started
             queues.close()
-            cpu_after = cpu_seconds(system)
+            result.cpu_s = meter.stop()
             sampler.stop()
-            result.cpu_s = {
-                name: round(cpu_after[name] - cpu_before.get(name, 0.0), 1) for name in cpu_after
-            }
             result.peak_rss_mb = round(sampler.peak_kb / 1024, 1)
             result.peak_edit_rss_mb = round(sampler.peak_edit_kb / 1024, 1)
             result.peak_edit_threads = sampler.peak_edit_threads
@@ -350,7 +306,7 @@ def report(result: Result, jobs: int, ideal_s: float | None) -> None:
     print()
     print(f"== {result.name}: edit pool {result.pool}, turns of {result.turn_s:g} s")
     print(
-        f"jobs:         {jobs} ({result.edited} past the edit, {result.failed} failed,"
+        f"jobs:         {jobs} ({result.ended} ended, {result.succeeded} succeeded,"
         f" {result.errors(jobs)} errors)"
     )
     if result.timed_out:
@@ -358,7 +314,7 @@ def report(result: Result, jobs: int, ideal_s: float | None) -> None:
     ratio = f" = {result.wall_s / ideal_s:.2f} x the ideal {ideal_s:.1f} s" if ideal_s else ""
     print(f"wall:         {result.wall_s:.1f} s (submission {result.submit_s:.1f} s){ratio}")
     print(
-        f"turns:        the last sent at {result.last_sent_s:.1f} s; the last edit ended"
+        f"turns:        the last sent at {result.last_sent_s:.1f} s; the last job ended"
         f" {result.tail_s:.1f} s after that turn's end"
     )
     print(
@@ -370,10 +326,7 @@ def report(result: Result, jobs: int, ideal_s: float | None) -> None:
         f" (edit worker {result.peak_edit_rss_mb:.0f} MB, {result.peak_edit_threads} threads)"
     )
     print(f"retries:      {result.retries}; ERROR lines in logs: {result.log_errors}")
-    print("CPU seconds during the run, per process group:")
-    for name, seconds in sorted(result.cpu_s.items(), key=lambda item: -item[1]):
-        share = 100 * seconds / result.wall_s if result.wall_s > 0 else 0.0
-        print(f"  {name:9s} {seconds:7.1f} s  ({share:5.1f}% of one core)")
+    print_cpu(result.cpu_s, result.wall_s)
 
 
 def main() -> int:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import shutil
 import sys
@@ -31,20 +30,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from harness import CpuMeter, print_cpu, submit, transactions  # noqa: E402
 
 from tests.e2e.system import Broker, System, create_database, drop_database  # noqa: E402
 from tests.workers.pipeline_fixtures import serve_photos  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/10"
 DATABASE = "reelyard_bench_pipeline"
-BATCH_SIZE = 100
-PROMPT = "A calm slideshow of the garden, one photo after another, with soft music."
-SPEC = {"aspect_ratio": "16:9", "resolution": "720p", "duration_s": 3}
 #: the studio: no rendering, no simulated delays, credits for every job
 STUDIO_ENV = {
     "STUDIO_RENDER_MODE": "none",
@@ -60,52 +57,6 @@ SETTINGS = {
 }
 
 
-def machine_cpu_seconds() -> float:
-    """CPU seconds the whole machine has been busy (every core, from /proc/stat)."""
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    user, nice, system_, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
-    busy = user + nice + system_ + irq + softirq + steal
-    return busy / os.sysconf("SC_CLK_TCK")
-
-
-#: servers outside the system whose CPU is counted by process name
-SERVERS = {"postgres": "postgres", "redis-server": "redis"}
-
-
-def cpu_seconds(system: System) -> dict[str, float]:
-    """CPU seconds (user + system) of each process group of the system, from
-    ``/proc/<pid>/stat``, and of PostgreSQL and Redis (by name, with their ended
-    children, so that a closed connection's backend is not lost)."""
-    groups = {proc.process.pid: name for name, proc in system.procs.items()}
-    totals = dict.fromkeys([*system.procs, *SERVERS.values()], 0.0)
-    tick = os.sysconf("SC_CLK_TCK")
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            command, rest = stat.read_text().rsplit(")", 1)
-        except (OSError, ValueError):
-            continue  # the process ended meanwhile
-        fields = rest.split()  # after the command name, which is in parentheses
-        own = int(fields[11]) + int(fields[12])  # utime + stime
-        server = SERVERS.get(command.split("(", 1)[-1])
-        if server is not None:
-            totals[server] += (own + int(fields[13]) + int(fields[14])) / tick  # + children
-            continue
-        name = groups.get(int(fields[2]))  # pgrp
-        if name is not None:
-            totals[name] += own / tick
-    return totals
-
-
-def transactions(database_url: str) -> int:
-    """Transactions committed in the benchmark's database so far (pg_stat_database)."""
-    with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
-        conn.execute("SELECT pg_stat_clear_snapshot()")
-        row = conn.execute(
-            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
-        ).fetchone()
-    return int(row[0]) if row is not None else 0
-
-
 def counts(database_url: str) -> tuple[int, int]:
     """(terminal jobs, succeeded jobs), in one COUNT query."""
     with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
@@ -114,22 +65,6 @@ def counts(database_url: str) -> tuple[int, int]:
             " count(*) FILTER (WHERE status = 'succeeded') FROM jobs"
         ).fetchone()
     return (int(row[0]), int(row[1])) if row is not None else (0, 0)
-
-
-def submit(system: System, urls: list[str], jobs: int) -> float:
-    """Post the jobs in batches of 100; the seconds it took."""
-    spec = {"images": urls, "prompt": PROMPT, "options": SPEC}
-    started = time.monotonic()
-    headers = {"Authorization": f"Bearer {system.key}"}
-    with httpx.Client(base_url=system.api_url, headers=headers, timeout=120) as client:
-        left = jobs
-        while left > 0:
-            size = min(BATCH_SIZE, left)
-            response = client.post("/v1/batches", json={"jobs": [spec] * size})
-            if response.status_code not in (200, 201, 202):
-                raise RuntimeError(f"POST /v1/batches: {response.status_code} {response.text}")
-            left -= size
-    return time.monotonic() - started
 
 
 @dataclass
@@ -159,10 +94,7 @@ class Run:
         print(f"wall:       {self.wall_s:.1f} s (submission {self.submit_s:.1f} s)")
         print(f"throughput: {self.jobs_per_s:.1f} jobs/s (target >= 30)")
         print(f"commits:    {self.commits / max(self.terminal, 1):.1f} transactions per job")
-        print("CPU seconds during the run, per process group:")
-        for name, seconds in sorted(self.cpu.items(), key=lambda item: -item[1]):
-            share = 100 * seconds / self.wall_s if self.wall_s > 0 else 0.0
-            print(f"  {name:9s} {seconds:7.1f} s  ({share:5.1f}% of one core)")
+        print_cpu(self.cpu, self.wall_s)
 
     def result(self) -> dict[str, object]:
         """The JSON line."""
@@ -174,7 +106,7 @@ class Run:
             "submit_s": round(self.submit_s, 2),
             "succeeded": self.succeeded,
             "terminal": self.terminal,
-            "cpu_s": {name: round(seconds, 1) for name, seconds in self.cpu.items()},
+            "cpu_s": self.cpu,
             "commits_per_job": round(self.commits / max(self.terminal, 1), 1),
         }
 
@@ -182,8 +114,8 @@ class Run:
 def measure(system: System, urls: list[str], jobs: int, timeout_s: float) -> Run:
     """Submit ``jobs`` and wait until every one is terminal (or ``timeout_s``)."""
     run = Run(jobs)
-    cpu_before = cpu_seconds(system)
-    machine_before = machine_cpu_seconds()
+    meter = CpuMeter(system)
+    meter.start()
     commits_before = transactions(system.database_url)
     print(f"system up (logs in {system.root / 'logs'}); submitting {jobs} jobs", flush=True)
     started = time.monotonic()
@@ -200,10 +132,7 @@ def measure(system: System, urls: list[str], jobs: int, timeout_s: float) -> Run
         print(f"  {elapsed:6.1f} s: {run.terminal}/{jobs} terminal", flush=True)
         time.sleep(1.0)
     run.wall_s = time.monotonic() - started
-    cpu_after = cpu_seconds(system)
-    run.cpu = {name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after}
-    # this script (and its photo server), the kernel and the rest of the machine
-    run.cpu["other"] = machine_cpu_seconds() - machine_before - sum(run.cpu.values())
+    run.cpu = meter.stop()
     time.sleep(1.0)  # statistics reach pg_stat_database within a second
     run.commits = transactions(system.database_url) - commits_before
     return run

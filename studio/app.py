@@ -543,7 +543,8 @@ def run_sse() -> Response:
     store_ = the_studio.store
     turn = Turn(
         actions=script(the_plan, draws, heartbeat_s=the_studio.config.heartbeat_s),
-        time_scale=the_studio.config.time_scale,
+        # a fixed turn length is wall time: it paces the turn on its own
+        time_scale=1.0 if the_studio.config.turn_s is not None else the_studio.config.time_scale,
         apply=lambda draft: store_.set_draft(session, draft),
         finish=lambda: store_.settle(account, session.session_id, cost),
         shape=the_studio.config.event_shape,

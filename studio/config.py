@@ -13,8 +13,9 @@ Variables (default in brackets):
 - ``STUDIO_FAULTS``: faults from the start, JSON (see :mod:`studio.faults`) [none]
 - ``STUDIO_SEED``: seed of its random choices, for repeatable runs [random]
 - ``STUDIO_SILENT_CLOSE_RATIO``: share of turns that close with no text [0.3]
-- ``STUDIO_TURN_S``: every chat turn lasts this many seconds (before scaling), for
-  load tests that need a known turn length [drawn per turn: answers 5-15 s, edits
+- ``STUDIO_TURN_S``: every chat turn lasts this many seconds of wall time, whatever
+  ``STUDIO_TIME_SCALE`` (which then paces the rest, renders included), for load tests
+  that need a known turn length [drawn per turn, then scaled: answers 5-15 s, edits
   10-30 s, generations 30-90 s]
 - ``STUDIO_EVENT_SHAPE``: ``type`` or ``adk`` SSE events [type]
 - ``STUDIO_STATUS_SHAPE``: render status under ``data`` or at the ``top`` [data]
@@ -90,7 +91,7 @@ class StudioConfig:
     faults: str = ""
     seed: int | None = None
     silent_close_ratio: float = 0.3
-    #: a fixed turn length (seconds before scaling), instead of one drawn per turn
+    #: a fixed turn length (wall seconds, not scaled), instead of one drawn per turn
     turn_s: float | None = None
     event_shape: EventShape = EventShape.TYPE
     status_shape: StatusShape = StatusShape.DATA

@@ -1,4 +1,5 @@
-"""``STUDIO_TURN_S`` gives every chat turn one known length, for load tests."""
+"""``STUDIO_TURN_S`` gives every chat turn one known length in wall time, for load
+tests, even when everything else runs at time scale 0."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from tests.studio.api.helpers import User
 
 PAID = "tok_fixed_turns"
 STUDIO_ENV = {
-    "STUDIO_TIME_SCALE": "1",
+    "STUDIO_TIME_SCALE": "0",
     "STUDIO_TURN_S": "1.5",
     "STUDIO_PAID_TOKENS": f"{PAID}:1000000",
 }

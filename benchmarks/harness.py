@@ -1,0 +1,111 @@
+"""What the end-to-end benchmarks share: submitting jobs and counting CPU.
+
+The system itself is started by the end-to-end tests' launcher
+(``tests/e2e/system.py``); this module submits the same jobs to it in batches and
+reads where the CPU went: per process group of the system (from ``/proc``), for
+PostgreSQL and Redis by process name, and for the whole machine (``/proc/stat``),
+so that what is left (the benchmark itself, its photo server, the kernel, other
+tenants of the machine) shows as ``other``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from tests.e2e.system import System
+
+BATCH_SIZE = 100
+PROMPT = "A calm slideshow of the garden, one photo after another, with soft music."
+SPEC: dict[str, Any] = {"aspect_ratio": "16:9", "resolution": "720p", "duration_s": 3}
+#: servers outside the system whose CPU is counted by process name
+SERVERS = {"postgres": "postgres", "redis-server": "redis"}
+
+
+def submit(system: System, urls: list[str], jobs: int) -> float:
+    """Post ``jobs`` jobs through ``POST /v1/batches``, 100 at a time; the seconds it took."""
+    spec = {"images": urls, "prompt": PROMPT, "options": SPEC}
+    started = time.monotonic()
+    headers = {"Authorization": f"Bearer {system.key}"}
+    with httpx.Client(base_url=system.api_url, headers=headers, timeout=120) as client:
+        left = jobs
+        while left > 0:
+            size = min(BATCH_SIZE, left)
+            response = client.post("/v1/batches", json={"jobs": [spec] * size})
+            if response.status_code not in (200, 201, 202):
+                raise RuntimeError(f"POST /v1/batches: {response.status_code} {response.text}")
+            left -= size
+    return time.monotonic() - started
+
+
+def cpu_seconds(system: System) -> dict[str, float]:
+    """CPU seconds (user + system) of each process group of the system, from
+    ``/proc/<pid>/stat``, and of PostgreSQL and Redis (by name, with their ended
+    children, so that a closed connection's backend is not lost)."""
+    groups = {proc.process.pid: name for name, proc in system.procs.items()}
+    totals = dict.fromkeys([*system.procs, *SERVERS.values()], 0.0)
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            command, rest = stat.read_text().rsplit(")", 1)
+        except (OSError, ValueError):
+            continue  # the process ended meanwhile
+        fields = rest.split()  # after the command name, which is in parentheses
+        own = int(fields[11]) + int(fields[12])  # utime + stime
+        server = SERVERS.get(command.split("(", 1)[-1])
+        if server is not None:
+            totals[server] += (own + int(fields[13]) + int(fields[14])) / tick  # + children
+            continue
+        name = groups.get(int(fields[2]))  # pgrp
+        if name is not None:
+            totals[name] += own / tick
+    return totals
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds the whole machine has been busy (every core, from /proc/stat)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system_, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system_ + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds spent between :meth:`start` and :meth:`stop`, by process group,
+    PostgreSQL, Redis and ``other`` (the rest of the machine)."""
+
+    def __init__(self, system: System) -> None:
+        self.system = system
+        self._groups: dict[str, float] = {}
+        self._machine = 0.0
+
+    def start(self) -> None:
+        self._groups = cpu_seconds(self.system)
+        self._machine = machine_cpu_seconds()
+
+    def stop(self) -> dict[str, float]:
+        after = cpu_seconds(self.system)
+        spent = {name: after[name] - self._groups.get(name, 0.0) for name in after}
+        spent["other"] = machine_cpu_seconds() - self._machine - sum(spent.values())
+        return {name: round(seconds, 1) for name, seconds in spent.items()}
+
+
+def transactions(database_url: str) -> int:
+    """Transactions committed in the benchmark's database so far (pg_stat_database)."""
+    with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+def print_cpu(cpu: dict[str, float], wall_s: float) -> None:
+    print("CPU seconds during the run:")
+    for name, seconds in sorted(cpu.items(), key=lambda item: -item[1]):
+        share = 100 * seconds / wall_s if wall_s > 0 else 0.0
+        print(f"  {name:9s} {seconds:7.1f} s  ({share:5.1f}% of one core)")
