@@ -1,8 +1,9 @@
 """Test infrastructure shared by every package's tests.
 
 Real servers, dedicated to the test run:
-- PostgreSQL: a database ``reelyard_test_<worker>`` created on the local server for
-  the session and dropped afterwards; nothing else on the server is touched.
+- PostgreSQL: a database ``reelyard_test_<run>_<worker>`` created on the local server
+  for the session and dropped afterwards; nothing else on the server is touched, and
+  two test runs at once (two checkouts) do not share or drop each other's databases.
 - Redis: a logical database of its own per xdist worker, flushed before each test.
 
 A server that is down fails the tests that need it, with the command that starts
@@ -33,6 +34,11 @@ START_REDIS = (
 )
 
 
+def run_tag() -> str:
+    """A short tag of this test run, the same in every xdist worker of the run."""
+    return os.environ.get("PYTEST_XDIST_TESTRUNUID", "")[:8] or f"p{os.getpid()}"
+
+
 def _worker_index(request: pytest.FixtureRequest) -> int:
     """0 for xdist's ``gw0`` or a run without xdist, 1 for ``gw1``…"""
     workerinput = getattr(request.config, "workerinput", None)
@@ -43,7 +49,7 @@ def _worker_index(request: pytest.FixtureRequest) -> int:
 @pytest.fixture(scope="session")
 def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A PostgreSQL database of this test run's own, as a SQLAlchemy-style URL."""
-    name = f"reelyard_test_{_worker_index(request)}"
+    name = f"reelyard_test_{run_tag()}_{_worker_index(request)}"
     try:
         admin = psycopg.connect(ADMIN_DATABASE_URL, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:

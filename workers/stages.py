@@ -215,7 +215,9 @@ def edit(run: StageRun) -> Outcome:
     client = run.client()
     if job.edit_sent_at is not None:
         return _recover(run, session_id)
-    before = client.state(session_id).draft
+    # a session this job opened and never sent an instruction to holds no draft yet
+    fresh = job.parent_id is None and job.edits_sent == 0
+    before = None if fresh else client.state(session_id).draft
     instruction = _instruction(run)
     sent_before = job.edits_sent
     run.checkpoint(

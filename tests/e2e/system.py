@@ -31,7 +31,7 @@ import psycopg
 import redis
 from psycopg import sql
 
-from tests.conftest import ADMIN_DATABASE_URL, REDIS_FIRST_DB, REDIS_TEST_URL
+from tests.conftest import ADMIN_DATABASE_URL, REDIS_FIRST_DB, REDIS_TEST_URL, run_tag
 
 T = TypeVar("T")
 
@@ -137,7 +137,7 @@ def open_broker(kind: str, worker_index: int) -> Broker:
         broker = Broker(kind, url, url)
         broker.flush()
         return broker
-    vhost = f"reelyard_e2e_{worker_index}"
+    vhost = f"reelyard_e2e_{run_tag()}_{worker_index}"
     _rabbitmqctl("delete_vhost", vhost, check=False)  # left over by a killed run
     _rabbitmqctl("add_vhost", vhost)
     _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
@@ -400,7 +400,7 @@ def run_system(
     root: Path, broker_kind: str, worker_index: int, studio_env: dict[str, str] | None = None
 ) -> Iterator[System]:
     """A started system for a fixture; stopped, its database and broker removed after."""
-    name = f"reelyard_e2e_{worker_index}_{broker_kind}"
+    name = f"reelyard_e2e_{run_tag()}_{worker_index}_{broker_kind}"
     broker = open_broker(broker_kind, worker_index)
     system = System(root, broker, create_database(name), studio_env or {})
     try:

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from reelyard.cli import main
 from reelyard.green import asks_for_gevent
-from tests.conftest import REDIS_TEST_URL, _worker_index
+from tests.conftest import REDIS_TEST_URL, _worker_index, run_tag
 from tests.e2e.system import (
     E2E_REDIS_FIRST_DB,
     Broker,
@@ -29,8 +29,8 @@ from tests.e2e.system import (
 from tests.workers.pipeline_fixtures import serve_photos
 
 JOBS = 8
-#: seconds a turn lasts before the tests' studio time scale (0.01): 2 s
-TURN_S = 200
+#: seconds every turn lasts (wall time, whatever the studio's time scale)
+TURN_S = 2
 PROMPT = "turn these photos into a short video with smooth transitions"
 
 
@@ -52,7 +52,7 @@ def test_an_unpatched_process_refuses_the_gevent_pool() -> None:
 @pytest.fixture
 def gevent_system(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[System]:
     index = _worker_index(request)
-    name = f"reelyard_pools_{index}"
+    name = f"reelyard_pools_{run_tag()}_{index}"
     url = f"{REDIS_TEST_URL}/{E2E_REDIS_FIRST_DB - 2 - index}"  # between e2e's Redis and amqp's
     broker = Broker("redis", url, url)
     broker.flush()
