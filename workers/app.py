@@ -90,8 +90,14 @@ def create_celery(settings: Settings) -> Celery:
       PostgreSQL), and the late redelivery is a no-op (the claim fails).
     - ``task_publish_retry`` off and short broker timeouts: a publish that fails is
       logged, and the reconciler re-enqueues every due job; nothing waits on Redis.
-    - Soft/hard time limits on the short stages (prefork); the threads pool cannot
-      enforce any, so the edit's limits are its own (the client's SSE limits).
+    - Soft/hard time limits on the short stages (prefork). The edit's I/O pools
+      cannot enforce them: the threads pool implements neither, and gevent has no
+      soft limit and cannot stop a call that blocks; so the edit keeps its own: the
+      client's SSE limits (heartbeat gap, turn length), httpx timeouts, and its lease
+      in the row, which it must renew while the stream lives.
+    - ``worker_disable_prefetch`` (Redis, Celery 5.6+) is not set: with a multiplier
+      of 1 a prefork child holds at most the message it runs, and on the edit queue
+      each idle thread is meant to hold one, so that 1,000 turns run at once.
     - ``worker_cancel_long_running_tasks_on_connection_loss`` off: when Redis
       restarts, running tasks (open edit streams) finish their work; their messages
       may come back, and the lease makes the second delivery a no-op.
