@@ -1,7 +1,8 @@
 """The public REST API: the Flask app factory, blueprints, schemas, auth and errors.
 
 - ``api.app``: ``create_app(settings)``, the factory gunicorn serves
-- ``api.jobs``, ``api.batches``, ``api.system``: the endpoints (flask-smorest blueprints)
+- ``api.jobs``, ``api.batches``, ``api.webhooks``, ``api.system``: the endpoints
+  (flask-smorest blueprints)
 - ``api.schemas``: marshmallow input and output schemas, every validation rule
 - ``api.errors``: the one error shape and its stable codes
 - ``api.context``: the request's session and the caller's tenant (API-key auth)

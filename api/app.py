@@ -15,7 +15,7 @@ from flask_limiter.util import get_remote_address
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from api import batches, jobs, system
+from api import batches, jobs, system, webhooks
 from api.blueprint import Api
 from api.context import (
     AUTH_CACHE,
@@ -118,7 +118,15 @@ def create_app(
         "apiKey",
         {"type": "http", "scheme": "bearer", "description": "An API key: ry_<prefix>_<secret>"},
     )
-    for blueprint in (jobs.blp, batches.blp, system.blp, system.health):
+    for blueprint in (
+        jobs.blp,
+        batches.blp,
+        webhooks.endpoints_blp,
+        webhooks.messages_blp,
+        webhooks.secret_blp,
+        system.blp,
+        system.health,
+    ):
         api.register_blueprint(blueprint)
     app.register_blueprint(system.docs)
     # flask-smorest registered its own handler; ours answers in the house shape

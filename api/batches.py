@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Response
 from flask.views import MethodView
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from api.blueprint import Blueprint
 from api.context import db, tenant_id
@@ -14,7 +14,8 @@ from api.errors import ApiError
 from api.idempotency import run_once
 from api.jobs import create_jobs
 from api.schemas import STATUSES, BatchIn, BatchOut, IdempotencyHeaders
-from models import Batch, Job
+from api.views import batch_to_dict
+from models import Batch
 from models.base import utcnow
 from models.ids import id_pattern
 from models.jobs import new_batch_id
@@ -23,18 +24,6 @@ blp = Blueprint("batches", __name__, url_prefix="/v1/batches", description="Batc
 
 BATCH_ID = id_pattern("bat")
 _BATCH_OUT = BatchOut()
-
-
-def _counts(batch_id: str) -> dict[str, int]:
-    counts = dict.fromkeys(STATUSES, 0)
-    rows = db().execute(
-        select(Job.status, func.count())
-        .where(Job.batch_id == batch_id, Job.tenant_id == tenant_id())
-        .group_by(Job.status)
-    )
-    for status, count in rows:
-        counts[status.value] = count
-    return counts
 
 
 @blp.route("")
@@ -90,10 +79,4 @@ class BatchResource(MethodView):
             )
         if batch is None:
             raise ApiError(404, "not_found", f"No batch {batch_id}.")
-        return {
-            "id": batch.id,
-            "object": "batch",
-            "job_count": batch.job_count,
-            "counts": _counts(batch.id),
-            "created_at": batch.created_at,
-        }
+        return batch_to_dict(db(), batch)

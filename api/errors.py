@@ -18,6 +18,9 @@ code                                  status  when
 ``not_acceptable``                    406     an ``Accept`` the endpoint cannot serve
 ``job_terminal``                      409     cancel on a job that already finished
 ``parent_not_succeeded``              409     a revision of a job that did not succeed
+``message_pending``                   409     replay of a webhook message still pending
+``endpoint_disabled``                 409     replay to a disabled webhook endpoint
+``endpoint_limit``                    409     a tenant's webhook endpoints are all used
 ``idempotency_key_in_use``            409     the first request with that key still runs
 ``payload_too_large``                 413     the body exceeds the limit
 ``unsupported_media_type``            415     a body that is not ``application/json``
@@ -85,6 +88,10 @@ RULES: dict[str, str] = {
     "metadata_filter": "metadata_key and metadata_value go together.",
     "text_invalid": "Text must not contain NUL characters or unpaired surrogates.",
     "created_range": "created_after must be before created_before.",
+    "event_type": "One of job.succeeded, job.failed, job.canceled, job.progress, batch.completed.",
+    "description_length": "At most 500 characters.",
+    "url_refused": "The URL must reach a public address.",
+    "message_status": "One of pending, delivered, failed.",
 }
 
 _GENERIC_CODES = {

@@ -395,3 +395,172 @@ class ErrorOut(ma.Schema):
 class HealthOut(ma.Schema):
     status = fields.String(required=True)
     checks = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+# --- webhooks -----------------------------------------------------------------------
+
+EVENT_TYPES = ("job.succeeded", "job.failed", "job.canceled", "job.progress", "batch.completed")
+MESSAGE_STATUSES = ("pending", "delivered", "failed")
+MAX_DESCRIPTION = 500
+
+
+def _event_types_field(**kwargs: Any) -> fields.List[str]:
+    return fields.List(
+        fields.String(validate=validate.OneOf(EVENT_TYPES, error=rule("event_type"))),
+        metadata={
+            "description": "The event types it receives; empty: every type but job.progress."
+        },
+        **kwargs,
+    )
+
+
+def _description_field() -> fields.String:
+    return fields.String(
+        allow_none=True,
+        validate=validate.Length(max=MAX_DESCRIPTION, error=rule("description_length")),
+    )
+
+
+class WebhookEndpointIn(StrictSchema):
+    url = Url(
+        required=True,
+        metadata={"description": "http(s) URL whose host is public (checked when registered)."},
+    )
+    description = _description_field()
+    event_types = _event_types_field(load_default=list)
+    enabled = fields.Boolean(load_default=True)
+
+
+class WebhookEndpointChangeIn(StrictSchema):
+    url = Url()
+    description = _description_field()
+    event_types = _event_types_field()
+    enabled = fields.Boolean(
+        metadata={"description": "true also clears disabled_reason and failing_since."}
+    )
+
+
+class PageQuery(StrictSchema):
+    cursor = fields.String(validate=validate.Length(max=40))
+    limit = fields.Integer(
+        load_default=20, validate=validate.Range(min=1, max=100, error=rule("limit_range"))
+    )
+
+
+class WebhookMessageListQuery(PageQuery):
+    job_id = fields.String(validate=validate.Length(max=40))
+    endpoint_id = fields.String(validate=validate.Length(max=40))
+    status = fields.String(validate=validate.OneOf(MESSAGE_STATUSES, error=rule("message_status")))
+    type = fields.String(validate=validate.OneOf(EVENT_TYPES, error=rule("event_type")))
+
+
+class ReplayFailedIn(StrictSchema):
+    since = fields.AwareDateTime(
+        required=True,
+        metadata={"description": "Replay the failed messages created at or after this time."},
+    )
+
+
+class WebhookEndpointOut(ma.Schema):
+    id = fields.String(required=True, metadata={"example": "we_01JD3Q8X6R9V2M4K7T0B5N8C1W"})
+    object = fields.Constant("webhook_endpoint", required=True)
+    url = fields.String(required=True)
+    description = fields.String(allow_none=True, required=True)
+    event_types = fields.List(fields.String(), required=True)
+    enabled = fields.Boolean(required=True)
+    disabled_reason = fields.String(
+        allow_none=True,
+        required=True,
+        metadata={"description": "Why delivery disabled it (410 Gone, failing for days)."},
+    )
+    failing_since = fields.DateTime(allow_none=True, required=True)
+    previous_secret_expires_at = fields.DateTime(
+        allow_none=True,
+        required=True,
+        metadata={"description": "Until then, the secret before the last rotation also signs."},
+    )
+    created_at = fields.DateTime(required=True)
+    updated_at = fields.DateTime(required=True)
+
+
+class WebhookEndpointWithSecretOut(WebhookEndpointOut):
+    secret = fields.String(
+        required=True,
+        metadata={"description": "whsec_<base64>: shown only in this response."},
+    )
+
+
+class WebhookEndpointPageOut(ma.Schema):
+    data = fields.List(fields.Nested(WebhookEndpointOut), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class WebhookAttemptOut(ma.Schema):
+    id = fields.Integer(required=True)
+    started_at = fields.DateTime(required=True)
+    duration_ms = fields.Integer(allow_none=True, required=True)
+    status_code = fields.Integer(allow_none=True, required=True)
+    response_body = fields.String(
+        allow_none=True, required=True, metadata={"description": "The answer's first 1 KB."}
+    )
+    error = fields.String(allow_none=True, required=True)
+    trigger = fields.String(required=True, validate=validate.OneOf(("scheduled", "replay")))
+
+
+class WebhookMessageOut(ma.Schema):
+    id = fields.String(
+        required=True,
+        metadata={
+            "description": "The webhook-id header, the same on every retry and replay.",
+            "example": "msg_01JD3Q8X6R9V2M4K7T0B5N8C1W",
+        },
+    )
+    object = fields.Constant("webhook_message", required=True)
+    event_id = fields.String(required=True)
+    type = fields.String(required=True, validate=validate.OneOf(EVENT_TYPES))
+    endpoint_id = fields.String(
+        allow_none=True,
+        required=True,
+        metadata={"description": "null for a job's own webhook_url."},
+    )
+    url = fields.String(required=True)
+    job_id = fields.String(allow_none=True, required=True)
+    batch_id = fields.String(allow_none=True, required=True)
+    status = fields.String(required=True, validate=validate.OneOf(MESSAGE_STATUSES))
+    attempt_count = fields.Integer(required=True)
+    next_attempt_at = fields.DateTime(allow_none=True, required=True)
+    last_attempt_at = fields.DateTime(allow_none=True, required=True)
+    delivered_at = fields.DateTime(allow_none=True, required=True)
+    created_at = fields.DateTime(required=True)
+    payload = fields.Dict(
+        required=True, metadata={"description": 'The body sent: {"type", "timestamp", "data"}.'}
+    )
+
+
+class WebhookMessageDetailOut(WebhookMessageOut):
+    attempts = fields.List(
+        fields.Nested(WebhookAttemptOut),
+        required=True,
+        metadata={"description": "Every attempt, newest first."},
+    )
+
+
+class WebhookMessagePageOut(ma.Schema):
+    data = fields.List(fields.Nested(WebhookMessageOut), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class ReplayFailedOut(ma.Schema):
+    replayed = fields.Integer(required=True, metadata={"description": "Messages made due."})
+
+
+class TenantWebhookSecretOut(ma.Schema):
+    exists = fields.Boolean(required=True)
+    rotated_at = fields.DateTime(allow_none=True, required=True)
+    previous_secret_expires_at = fields.DateTime(allow_none=True, required=True)
+
+
+class TenantWebhookSecretRotatedOut(TenantWebhookSecretOut):
+    secret = fields.String(
+        required=True, metadata={"description": "whsec_<base64>: shown only in this response."}
+    )

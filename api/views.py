@@ -1,10 +1,17 @@
-"""How jobs, events and batches look in responses (plain dictionaries)."""
+"""How jobs, events and batches look in responses (plain dictionaries).
+
+Webhook payloads (``reelyard.webhooks``) are built from the same functions, so that an
+event's ``data`` is what the API shows.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from models import Job, JobEvent
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from models import Batch, Job, JobEvent, JobStatus
 
 
 def job_to_dict(job: Job) -> dict[str, Any]:
@@ -79,4 +86,23 @@ def new_job_view(row: dict[str, Any]) -> dict[str, Any]:
         "updated_at": row["updated_at"],
         "started_at": None,
         "finished_at": None,
+    }
+
+
+def batch_to_dict(session: Session, batch: Batch) -> dict[str, Any]:
+    """A batch with how many of its jobs are in each status."""
+    counts = {status.value: 0 for status in JobStatus}
+    rows = session.execute(
+        select(Job.status, func.count())
+        .where(Job.batch_id == batch.id, Job.tenant_id == batch.tenant_id)
+        .group_by(Job.status)
+    )
+    for status, count in rows:
+        counts[status.value] = count
+    return {
+        "id": batch.id,
+        "object": "batch",
+        "job_count": batch.job_count,
+        "counts": counts,
+        "created_at": batch.created_at,
     }

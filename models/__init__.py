@@ -5,6 +5,7 @@
 - ``models.jobs``: jobs, their event log, batches, revisions; terminal transitions
 - ``models.idempotency``: idempotency keys
 - ``models.outbox``: the webhook outbox, written with the state change it reports
+- ``models.webhooks``: webhook endpoints, messages and attempts; fan-out; secrets
 - ``models.upstream``: the service-wide upstream credentials
 - ``models.db``: engines and sessions
 """
@@ -15,9 +16,17 @@ from models.idempotency import IdempotencyKey
 from models.jobs import Batch, EventType, Job, JobEvent, JobStatus, Stage
 from models.outbox import OutboxEvent, OutboxType
 from models.upstream import UpstreamCredentials
+from models.webhooks import (
+    AttemptTrigger,
+    MessageStatus,
+    WebhookAttempt,
+    WebhookEndpoint,
+    WebhookMessage,
+)
 
 __all__ = [
     "ApiKey",
+    "AttemptTrigger",
     "Base",
     "Batch",
     "EventType",
@@ -25,9 +34,13 @@ __all__ = [
     "Job",
     "JobEvent",
     "JobStatus",
+    "MessageStatus",
     "OutboxEvent",
     "OutboxType",
     "Stage",
     "Tenant",
     "UpstreamCredentials",
+    "WebhookAttempt",
+    "WebhookEndpoint",
+    "WebhookMessage",
 ]

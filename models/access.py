@@ -50,6 +50,13 @@ class Tenant(Base):
     #: flask-limiter notation; None uses the service's ``REELYARD_RATE_LIMIT``
     rate_limit: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: signs what goes to a job's own ``webhook_url`` (``whsec_…``); made on first need
+    #: (``models.webhooks.tenant_webhook_secret``), shown only by its rotation
+    webhook_secret: Mapped[str | None] = mapped_column(String(100))
+    webhook_secret_rotated_at: Mapped[datetime | None]
+    #: the secret before the last rotation, which still signs until it expires
+    webhook_previous_secret: Mapped[str | None] = mapped_column(String(100))
+    webhook_previous_secret_expires_at: Mapped[datetime | None]
 
     keys: Mapped[list[ApiKey]] = relationship(back_populates="tenant")
 

@@ -89,6 +89,8 @@ class Batch(Base):
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     job_count: Mapped[int]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: when the last of its jobs ended (set once, with the ``batch.completed`` event)
+    completed_at: Mapped[datetime | None]
 
     __table_args__ = (
         Index("ix_batches_tenant_id_id", "tenant_id", "id"),
@@ -382,7 +384,8 @@ def finish_job(
     """Move a live job into terminal ``status``; False when it had already finished.
 
     The winner also writes the job's webhook outbox row (``job.succeeded``, …) in the
-    same transaction.
+    same transaction and, when the job was the last live one of its batch, the batch's
+    ``batch.completed`` row (:func:`complete_batch_if_done`).
 
     One guarded UPDATE: it matches only a job that is still ``queued`` or ``running``,
     so two racing transitions (a cancel and a success) leave exactly one winner. The
@@ -406,13 +409,48 @@ def finish_job(
         update(Job)
         .where(and_(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES)))
         .values(**changes)
-        .returning(Job.tenant_id)
+        .returning(Job.tenant_id, Job.batch_id)
         .execution_options(synchronize_session="fetch")
     ).first()
     if finished is None:
         return False
     add_event(session, job_id, EventType(status.value), message=message)
     add_outbox_event(session, finished.tenant_id, _OUTBOX_TYPES[status], job_id=job_id)
+    if finished.batch_id is not None:
+        complete_batch_if_done(session, finished.batch_id, now=now)
+    return True
+
+
+def complete_batch_if_done(session: Session, batch_id: str, *, now: datetime) -> bool:
+    """Mark the batch completed and write its ``batch.completed`` outbox row if none of
+    its jobs is live any more; True when this call did it.
+
+    Called in the transaction of a job's terminal transition, after that job's UPDATE.
+    Exactly once per batch, even when its last two jobs end in concurrent transactions:
+    the batch row is locked first, so the finishers pass one at a time, and the check
+    that no live job remains is a later statement, which (under PostgreSQL's READ
+    COMMITTED) sees every finisher that held the lock before. Whoever takes the lock
+    last therefore sees all the others' jobs ended; ``completed_at IS NULL`` keeps a
+    second completion out. Jobs lock before their batch everywhere, so no deadlock.
+    On SQLite the database's single writer gives the same order (``FOR UPDATE`` is not
+    rendered there).
+    """
+    locked = session.execute(
+        select(Batch.id).where(Batch.id == batch_id, Batch.completed_at.is_(None)).with_for_update()
+    ).first()
+    if locked is None:
+        return False
+    live = select(Job.id).where(Job.batch_id == batch_id, Job.status.in_(ACTIVE_STATUSES))
+    completed = session.execute(
+        update(Batch)
+        .where(Batch.id == batch_id, Batch.completed_at.is_(None), ~live.exists())
+        .values(completed_at=now)
+        .returning(Batch.tenant_id)
+        .execution_options(synchronize_session=False)
+    ).first()
+    if completed is None:
+        return False
+    add_outbox_event(session, completed.tenant_id, OutboxType.BATCH_COMPLETED, batch_id=batch_id)
     return True
 
 

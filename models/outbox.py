@@ -1,10 +1,10 @@
-"""The webhook outbox: one row per event a caller is to hear about.
+"""The webhook outbox: one row per event a caller is to hear about (``evt_…``).
 
 A row is written in the same transaction as the state change that causes it
 (design.md, "Webhooks"), so an event exists if and only if the change committed.
-Delivery reads the rows later: it builds the payload from the job as it is then,
-signs it, and records its attempts; a row's id is the message id the caller sees in
-``webhook-id`` on every retry.
+Fan-out (:func:`models.webhooks.fan_out`) reads undispatched rows later, turns each
+into one message per destination (``webhook_messages``, ``msg_…``: the id a caller
+sees in ``webhook-id``) with the payload frozen then, and sets ``dispatched_at``.
 """
 
 from __future__ import annotations
@@ -56,10 +56,10 @@ def add_outbox_event(
     batch_id: str | None = None,
 ) -> str:
     """Write an outbox row in the caller's transaction (one INSERT, sent now); its id."""
-    message_id = new_id("msg")
+    event_id = new_id("evt")
     session.execute(
         insert(OutboxEvent).values(
-            id=message_id, tenant_id=tenant_id, type=type_, job_id=job_id, batch_id=batch_id
+            id=event_id, tenant_id=tenant_id, type=type_, job_id=job_id, batch_id=batch_id
         )
     )
-    return message_id
+    return event_id

@@ -158,6 +158,11 @@ class Settings:
     #: (``REELYARD_CONTINUE_STAGES``; measured in benchmarks/pipeline.py)
     continue_stages: bool = True
 
+    # webhooks
+    #: seconds a rotated-out secret keeps signing beside the new one
+    #: (``REELYARD_WEBHOOK_ROTATION_OVERLAP_S``; 0 drops it at once)
+    webhook_rotation_overlap_s: float = 86400.0
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read the settings from ``environ`` (the process environment by default)."""
@@ -194,4 +199,7 @@ class Settings:
             credits_every_s=_float(env, "REELYARD_CREDITS_EVERY_S", 60.0, zero_allowed=True),
             reconcile_every_s=_float(env, "REELYARD_RECONCILE_EVERY_S", 5.0),
             continue_stages=_flag(env, "REELYARD_CONTINUE_STAGES", default=True),
+            webhook_rotation_overlap_s=_float(
+                env, "REELYARD_WEBHOOK_ROTATION_OVERLAP_S", 86400.0, zero_allowed=True
+            ),
         )

@@ -53,6 +53,18 @@ OPERATIONS = [
     "GET /v1/jobs/{job_id}/events",
     "POST /v1/batches",
     "GET /v1/batches/{batch_id}",
+    "POST /v1/webhook-endpoints",
+    "GET /v1/webhook-endpoints",
+    "GET /v1/webhook-endpoints/{endpoint_id}",
+    "PATCH /v1/webhook-endpoints/{endpoint_id}",
+    "DELETE /v1/webhook-endpoints/{endpoint_id}",
+    "POST /v1/webhook-endpoints/{endpoint_id}/rotate",
+    "POST /v1/webhook-endpoints/{endpoint_id}/replay-failed",
+    "GET /v1/webhook-messages",
+    "GET /v1/webhook-messages/{message_id}",
+    "POST /v1/webhook-messages/{message_id}/replay",
+    "GET /v1/webhook-secret",
+    "POST /v1/webhook-secret/rotate",
     "GET /v1/credits",
     "GET /healthz",
     "GET /readyz",
@@ -70,7 +82,13 @@ def test_the_list_covers_every_operation_in_the_schema(api_schema):
 
 
 #: operations without parameters or body have no invalid input to generate
-NO_INPUT = {"GET /v1/credits", "GET /healthz", "GET /readyz"}
+NO_INPUT = {
+    "GET /v1/credits",
+    "GET /healthz",
+    "GET /readyz",
+    "GET /v1/webhook-secret",
+    "POST /v1/webhook-secret/rotate",
+}
 
 
 @pytest.mark.parametrize(

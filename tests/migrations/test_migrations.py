@@ -23,6 +23,9 @@ TABLES = {
     "outbox_events",
     "tenants",
     "upstream_credentials",
+    "webhook_attempts",
+    "webhook_endpoints",
+    "webhook_messages",
 }
 
 
@@ -120,5 +123,65 @@ def test_pipeline_migration_keeps_existing_jobs_and_starts_their_counters_at_zer
         with engine.begin() as connection:
             stage = connection.execute(text("SELECT stage FROM jobs WHERE id = 'job_1'")).scalar()
         assert stage == "export"
+    finally:
+        engine.dispose()
+
+
+def test_webhooks_migration_marks_finished_batches_completed_and_keeps_live_ones_open(
+    empty_database,
+):
+    config = alembic_config(empty_database)
+    command.upgrade(config, "1cbcbd010f14")
+    engine = make_engine(empty_database)
+    now = "2026-11-24 10:00:00+00"
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text("INSERT INTO tenants (id, name, created_at) VALUES ('ten_1', 'a', :now)"),
+                {"now": now},
+            )
+            for batch_id in ("bat_done", "bat_live"):
+                connection.execute(
+                    text(
+                        "INSERT INTO batches (id, tenant_id, job_count, created_at)"
+                        " VALUES (:id, 'ten_1', 1, :now)"
+                    ),
+                    {"id": batch_id, "now": now},
+                )
+            for job_id, batch_id, status, finished in (
+                ("job_1", "bat_done", "canceled", "2026-11-24 11:00:00+00"),
+                ("job_2", "bat_live", "running", None),
+            ):
+                connection.execute(
+                    text(
+                        "INSERT INTO jobs (id, tenant_id, batch_id, status, stage, progress,"
+                        " image_urls, prompt, options, metadata, render_attempt,"
+                        " stage_attempts, total_attempts, edits_sent, corrections, edit_reads,"
+                        " token_repairs, session_repairs, created_at, updated_at, finished_at)"
+                        " VALUES (:id, 'ten_1', :batch, :status, 'export', 0, '[]', 'p', '{}',"
+                        " '{}', 0, 0, 0, 0, 0, 0, 0, 0, :now, :now, :finished)"
+                    ),
+                    {
+                        "id": job_id,
+                        "batch": batch_id,
+                        "status": status,
+                        "now": now,
+                        "finished": finished,
+                    },
+                )
+        command.upgrade(config, "head")
+        with engine.begin() as connection:
+            completed = dict(
+                connection.execute(
+                    text("SELECT id, completed_at IS NOT NULL FROM batches ORDER BY id")
+                ).all()
+            )
+            secret = connection.execute(
+                text("SELECT webhook_secret FROM tenants WHERE id = 'ten_1'")
+            ).scalar()
+        assert completed == {"bat_done": True, "bat_live": False}
+        assert secret is None
+        command.downgrade(config, "1cbcbd010f14")
+        assert "webhook_messages" not in _tables(empty_database)
     finally:
         engine.dispose()

@@ -47,7 +47,7 @@ def test_the_terminal_transition_writes_one_outbox_row_with_it(db_session, job):
     assert finish_job(db_session, job.id, JobStatus.CANCELED) is False
     rows = db_session.scalars(select(OutboxEvent).where(OutboxEvent.job_id == job.id)).all()
     assert [(row.type, row.tenant_id) for row in rows] == [(OutboxType.JOB_CANCELED, job.tenant_id)]
-    assert id_pattern("msg").match(rows[0].id)
+    assert id_pattern("evt").match(rows[0].id)
 
 
 def test_finish_job_refuses_a_live_status(db_session, job):
