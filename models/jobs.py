@@ -435,8 +435,13 @@ def complete_batch_if_done(session: Session, batch_id: str, *, now: datetime) ->
     On SQLite the database's single writer gives the same order (``FOR UPDATE`` is not
     rendered there).
     """
+    # FOR NO KEY UPDATE: a finisher already holds KEY SHARE on the batch row (the
+    # foreign-key check of its job's second UPDATE in the transaction); FOR UPDATE
+    # would conflict with the other finishers' KEY SHARE and deadlock
     locked = session.execute(
-        select(Batch.id).where(Batch.id == batch_id, Batch.completed_at.is_(None)).with_for_update()
+        select(Batch.id)
+        .where(Batch.id == batch_id, Batch.completed_at.is_(None))
+        .with_for_update(key_share=True)
     ).first()
     if locked is None:
         return False

@@ -7,7 +7,7 @@ import time
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session
 
 from migrations import upgrade
@@ -27,7 +27,7 @@ from models.access import create_tenant
 from models.base import utcnow
 from models.db import make_engine
 from models.ids import id_pattern
-from models.jobs import finish_job, new_batch_id, queue_jobs
+from models.jobs import complete_batch_if_done, finish_job, new_batch_id, queue_jobs
 from models.outbox import add_outbox_event
 from models.webhooks import (
     create_endpoint,
@@ -315,6 +315,37 @@ def test_two_last_jobs_ending_concurrently_complete_the_batch_exactly_once(engin
     with Session(engine) as session:
         assert len(batch_events(session, batch_id)) == 1
         assert session.get(Batch, batch_id).completed_at is not None
+
+
+def test_finishers_that_updated_their_job_twice_do_not_deadlock(engine, committed_batch):
+    # the pipeline renews its lease, then finishes: the second UPDATE of the job row in
+    # one transaction checks the foreign key, which takes KEY SHARE on the batch row
+    batch_id, (first, second) = committed_batch
+    ours, theirs = Session(engine), Session(engine)
+    try:
+        ours.execute(text("SET lock_timeout = '5s'"))
+        for session, job_id in ((ours, first), (theirs, second)):
+            session.execute(update(Job).where(Job.id == job_id).values(updated_at=utcnow()))
+            ended = {"status": JobStatus.CANCELED, "finished_at": utcnow()}
+            session.execute(update(Job).where(Job.id == job_id).values(**ended))
+        # the other transaction still holds its job live: not done yet, and no deadlock
+        assert not complete_batch_if_done(ours, batch_id, now=utcnow())
+        done: list[bool] = []
+        other = threading.Thread(
+            target=lambda: done.append(complete_batch_if_done(theirs, batch_id, now=utcnow()))
+        )
+        other.start()
+        time.sleep(0.3)
+        assert other.is_alive(), "the second finisher did not wait for the first"
+        ours.commit()
+        other.join(timeout=10)
+        theirs.commit()
+    finally:
+        ours.close()
+        theirs.close()
+    assert done == [True]
+    with Session(engine) as session:
+        assert len(batch_events(session, batch_id)) == 1
 
 
 # --- secrets ------------------------------------------------------------------------
