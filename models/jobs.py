@@ -380,8 +380,10 @@ def finish_job(
     *,
     values: dict[str, Any] | None = None,
     message: str | None = None,
+    owner: str | None = None,
 ) -> bool:
-    """Move a live job into terminal ``status``; False when it had already finished.
+    """Move a live job into terminal ``status``; False when it had already finished
+    (or, given ``owner``, when that worker no longer holds its lease).
 
     The winner also writes the job's webhook outbox row (``job.succeeded``, …) in the
     same transaction and, when the job was the last live one of its batch, the batch's
@@ -407,7 +409,13 @@ def finish_job(
         changes["progress"] = 100
     finished = session.execute(
         update(Job)
-        .where(and_(Job.id == job_id, Job.status.in_(ACTIVE_STATUSES)))
+        .where(
+            and_(
+                Job.id == job_id,
+                Job.status.in_(ACTIVE_STATUSES),
+                *([Job.lease_owner == owner] if owner is not None else []),
+            )
+        )
         .values(**changes)
         .returning(Job.tenant_id, Job.batch_id)
         .execution_options(synchronize_session="fetch")

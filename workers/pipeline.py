@@ -508,14 +508,11 @@ def apply(run: StageRun, outcome: Outcome, *, hold: Queue | None = None) -> Next
     now = deps.clock()
     with deps.sessions() as session:
         if isinstance(outcome, Finish):
-            # still ours? (a canceled or taken-over job is not finished by us)
-            if not leases.renew(
-                session, job.id, owner=run.owner, lease_s=deps.config.lease_s, now=now
-            ):
+            run.write_events(session)
+            # only while ours (a canceled or taken-over job is not finished by us)
+            if not _finish(session, job.id, outcome, owner=run.owner):
                 session.rollback()
                 return None
-            run.write_events(session)
-            _finish(session, job.id, outcome)
             session.commit()
             run.log.info("finished %s", outcome.status.value)
             return None
@@ -569,7 +566,12 @@ def apply(run: StageRun, outcome: Outcome, *, hold: Queue | None = None) -> Next
     return Next(job.id, outcome.to, outcome.after_s)
 
 
-def _finish(session: Session, job_id: str, outcome: Finish) -> bool:
+def _finish(session: Session, job_id: str, outcome: Finish, owner: str | None = None) -> bool:
     return finish_job(
-        session, job_id, outcome.status, values=dict(outcome.values), message=outcome.message
+        session,
+        job_id,
+        outcome.status,
+        values=dict(outcome.values),
+        message=outcome.message,
+        owner=owner,
     )

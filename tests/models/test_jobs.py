@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from models import JobEvent, JobStatus, OutboxEvent, OutboxType
+from models import Job, JobEvent, JobStatus, OutboxEvent, OutboxType
 from models.ids import id_pattern, new_id
 from models.jobs import EventType, add_event, finish_job
 
@@ -48,6 +48,12 @@ def test_the_terminal_transition_writes_one_outbox_row_with_it(db_session, job):
     rows = db_session.scalars(select(OutboxEvent).where(OutboxEvent.job_id == job.id)).all()
     assert [(row.type, row.tenant_id) for row in rows] == [(OutboxType.JOB_CANCELED, job.tenant_id)]
     assert id_pattern("evt").match(rows[0].id)
+
+
+def test_a_worker_finishes_a_job_only_while_it_holds_the_lease(db_session, job):
+    db_session.execute(update(Job).where(Job.id == job.id).values(lease_owner="w1"))
+    assert finish_job(db_session, job.id, JobStatus.CANCELED, owner="w2") is False
+    assert finish_job(db_session, job.id, JobStatus.CANCELED, owner="w1") is True
 
 
 def test_finish_job_refuses_a_live_status(db_session, job):
