@@ -45,26 +45,37 @@ def submit(system: System, urls: list[str], jobs: int) -> float:
 
 def cpu_seconds(system: System) -> dict[str, float]:
     """CPU seconds (user + system) of each process group of the system, from
-    ``/proc/<pid>/stat``, and of PostgreSQL and Redis (by name, with their ended
-    children, so that a closed connection's backend is not lost)."""
+    ``/proc/<pid>/stat``, and of PostgreSQL and Redis (by name). Of PostgreSQL, the
+    server's own processes and the backends of the system's database count; other
+    databases' backends (another test run on the same server) do not, nor do
+    connections that closed during the run (the system's pool keeps its own open)."""
     groups = {proc.process.pid: name for name, proc in system.procs.items()}
+    database = system.database_url.rsplit("/", 1)[-1]
     totals = dict.fromkeys([*system.procs, *SERVERS.values()], 0.0)
     tick = os.sysconf("SC_CLK_TCK")
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             command, rest = stat.read_text().rsplit(")", 1)
+            server = SERVERS.get(command.split("(", 1)[-1])
+            if server == "postgres" and not _ours(stat.with_name("cmdline"), database):
+                continue
         except (OSError, ValueError):
             continue  # the process ended meanwhile
         fields = rest.split()  # after the command name, which is in parentheses
-        own = int(fields[11]) + int(fields[12])  # utime + stime
-        server = SERVERS.get(command.split("(", 1)[-1])
-        if server is not None:
-            totals[server] += (own + int(fields[13]) + int(fields[14])) / tick  # + children
-            continue
-        name = groups.get(int(fields[2]))  # pgrp
+        own = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+        name = server or groups.get(int(fields[2]))  # pgrp
         if name is not None:
-            totals[name] += own / tick
+            totals[name] += own
     return totals
+
+
+def _ours(cmdline: Path, database: str) -> bool:
+    """Whether a PostgreSQL process is the server's own or a backend of ``database``
+    (a backend's title is ``postgres: <cluster>: <user> <database> <client> …``)."""
+    title = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace").split()
+    if len(title) < 4 or not title[0].startswith("postgres:") or "(" not in " ".join(title):
+        return True  # the postmaster, checkpointer, WAL writer…
+    return title[3] == database
 
 
 def machine_cpu_seconds() -> float:
