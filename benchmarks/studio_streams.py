@@ -10,7 +10,8 @@ error. A stream is an error if it is refused, breaks, or ends without its two to
 results (both stages of the generation).
 
 It measures the wall time from the first request to the end of the last stream, and
-the studio's peak resident memory (``VmHWM`` in ``/proc/<pid>/status``); a sampler
+the studio's peak resident memory (``VmHWM`` in ``/proc/<pid>/status``, of its
+processes: gunicorn's arbiter and its one worker); a sampler
 records the studio's thread count and how many streams were open at once. Details go
 to earlier lines; the last line of stdout is one JSON object:
 ``{"streams", "errors", "wall_s", "peak_rss_mb"}``. It exits non-zero if any stream
@@ -62,12 +63,25 @@ class Studio:
     output: list[str] = field(default_factory=list)
 
     def status(self, key: str) -> int:
-        """A number from /proc/<pid>/status: ``VmHWM``, ``VmRSS`` (kB) or ``Threads``."""
-        text = Path(f"/proc/{self.process.pid}/status").read_text()
-        for line in text.splitlines():
-            if line.startswith(f"{key}:"):
-                return int(line.split()[1])
-        raise KeyError(key)
+        """A number from /proc/<pid>/status: ``VmHWM``, ``VmRSS`` (kB) or ``Threads``,
+        summed over the studio's processes (gunicorn's arbiter and its one worker)."""
+        total = 0
+        for pid in (self.process.pid, *self._children()):
+            try:
+                text = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue  # gone meanwhile
+            for line in text.splitlines():
+                if line.startswith(f"{key}:"):
+                    total += int(line.split()[1])
+        return total
+
+    def _children(self) -> list[int]:
+        path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        try:
+            return [int(pid) for pid in path.read_text().split()]
+        except OSError:
+            return []
 
     def stop(self) -> None:
         self.process.terminate()
