@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 # Benchmark scripts run as files, so benchmarks/ is first on their path: no benchmark may be
 # named like a package of ours (benchmarks/studio.py would hide the studio package).
-.PHONY: install test lint format typecheck pytest bench-render bench-studio bench-api bench-pipeline bench-inflight clean
+.PHONY: install test lint format typecheck pytest bench-render bench-studio bench-api bench-pipeline bench-inflight bench-webhooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,11 @@ bench-pipeline: $(STAMP)
 # the ideal, peak RSS and CPU of the workers, edit pool on threads and on gevent
 bench-inflight: $(STAMP)
 	$(BIN)/python benchmarks/inflight.py
+
+# Issue 8: webhook deliveries per second from one worker host (`reelyard worker -Q webhooks`,
+# its default pool) to a loopback receiver; ends with {"deliveries", "deliveries_per_s", "errors"}.
+bench-webhooks: $(STAMP)
+	$(BIN)/python benchmarks/webhooks.py
 
 clean:
 	rm -rf $(VENV) $(MOVIEPY_VENV) .mypy_cache .ruff_cache .pytest_cache

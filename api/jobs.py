@@ -28,7 +28,12 @@ from models import Job, JobStatus
 from models.ids import id_pattern
 from models.jobs import finish_job, queue_jobs
 from reelyard.storage import LocalStorage, video_key
-from workers.app import CANCEL_RENDER_TASK, enqueue_job, publish_after_commit
+from workers.app import (
+    CANCEL_RENDER_TASK,
+    enqueue_job,
+    publish_after_commit,
+    wake_webhooks_after_commit,
+)
 
 blp = Blueprint("jobs", __name__, url_prefix="/v1/jobs", description="Video jobs.")
 
@@ -163,6 +168,7 @@ class JobCancel(MethodView):
             ):
                 if job.render_id is not None:  # stop the render upstream, after commit
                     publish_after_commit(session, celery_app(), CANCEL_RENDER_TASK, job.id)
+                wake_webhooks_after_commit(session, celery_app())  # job.canceled
             else:
                 session.rollback()
                 job = find_job(job_id)

@@ -17,7 +17,9 @@ What delivery relies on (and keeps true):
 
 - due work is ``status = 'pending' AND next_attempt_at <= now`` (the partial index
   ``ix_webhook_messages_due``) with no live lease; a message whose endpoint is
-  disabled is left pending, not attempted;
+  disabled is left pending, not attempted; the messages in flight (pending, leased)
+  are counted per endpoint at each claim (``ix_webhook_messages_leased``), and a
+  message leaves ``pending`` with its lease cleared;
 - an attempt's row is written before the call with ``trigger`` taken from the
   message's ``next_attempt_trigger``, which is then reset to ``scheduled``
   (a replay, :func:`replay_message`, sets it to ``replay``); ``attempt_count`` and
@@ -170,6 +172,14 @@ class WebhookMessage(Base):
             "next_attempt_at",
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
+        ),
+        # the messages in flight, counted per destination at every claim to hold each
+        # endpoint to its concurrency limit (a handful of rows, however long the queue)
+        Index(
+            "ix_webhook_messages_leased",
+            "lease_expires_at",
+            postgresql_where=text("status = 'pending' AND lease_expires_at IS NOT NULL"),
+            sqlite_where=text("status = 'pending' AND lease_expires_at IS NOT NULL"),
         ),
         # the list endpoint: a tenant's messages newest first, optionally by status or
         # type (ids sort by creation time)

@@ -19,6 +19,20 @@ from pathlib import Path
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/reelyard"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+#: the Standard Webhooks retry schedule: at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h,
+#: 14 h, 20 h, 24 h (about three days in all)
+DEFAULT_WEBHOOK_SCHEDULE_S = (
+    0.0,
+    5.0,
+    300.0,
+    1800.0,
+    7200.0,
+    18000.0,
+    36000.0,
+    50400.0,
+    72000.0,
+    86400.0,
+)
 #: requests per tenant; a tenant row may carry its own limit instead
 DEFAULT_RATE_LIMIT = "50/second"
 
@@ -88,6 +102,19 @@ def _float(
         floor = "of at least 0" if zero_allowed else "above 0"
         raise SettingsError(f"{name}={raw!r}: expected a number {floor}")
     return value
+
+
+def _schedule(environ: Mapping[str, str], name: str) -> tuple[float, ...]:
+    raw = environ.get(name)
+    if raw is None or not raw.strip():
+        return DEFAULT_WEBHOOK_SCHEDULE_S
+    try:
+        values = tuple(float(part) for part in raw.split(","))
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected seconds such as '0,5,300'") from None
+    if not all(value >= 0 for value in values):
+        raise SettingsError(f"{name}={raw!r}: expected seconds of at least 0")
+    return values
 
 
 def _rate_limits(raw: str, name: str) -> str:
@@ -162,6 +189,27 @@ class Settings:
     #: seconds a rotated-out secret keeps signing beside the new one
     #: (``REELYARD_WEBHOOK_ROTATION_OVERLAP_S``; 0 drops it at once)
     webhook_rotation_overlap_s: float = 86400.0
+    #: seconds before each attempt of a message, the first at once: the Standard
+    #: Webhooks schedule (``REELYARD_WEBHOOK_SCHEDULE_S``, comma-separated; scaled by
+    #: ``time_scale``, like every wait of the webhooks but the per-attempt timeout)
+    webhook_schedule_s: tuple[float, ...] = DEFAULT_WEBHOOK_SCHEDULE_S
+    #: seconds one attempt may take, connection included (``REELYARD_WEBHOOK_TIMEOUT_S``)
+    webhook_timeout_s: float = 15.0
+    #: seconds a delivery worker holds a message before another may take it over; above
+    #: the attempt's timeout (``REELYARD_WEBHOOK_LEASE_S``)
+    webhook_lease_s: float = 60.0
+    #: messages of one endpoint in flight at once, whatever the number of workers
+    #: (``REELYARD_WEBHOOK_ENDPOINT_CONCURRENCY``)
+    webhook_endpoint_concurrency: int = 10
+    #: seconds an endpoint may fail every attempt before it is disabled
+    #: (``REELYARD_WEBHOOK_DISABLE_AFTER_S``; 5 days; scaled by ``time_scale``)
+    webhook_disable_after_s: float = 5 * 86400.0
+    #: seconds between two sweeps of the outbox and of due messages
+    #: (``REELYARD_WEBHOOK_SWEEP_EVERY_S``)
+    webhook_sweep_every_s: float = 5.0
+    #: delivery loops a wake-up starts at most: the webhooks pool's size
+    #: (``REELYARD_WEBHOOK_PARALLEL``)
+    webhook_parallel: int = 50
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -174,7 +222,7 @@ class Settings:
 
         broker_url = text("REELYARD_BROKER_URL", DEFAULT_BROKER_URL)
         data_dir = Path(text("REELYARD_DATA_DIR", ".reelyard"))
-        return cls(
+        settings = cls(
             database_url=text("REELYARD_DATABASE_URL", DEFAULT_DATABASE_URL),
             broker_url=broker_url,
             redis_url=text("REELYARD_REDIS_URL", broker_url),
@@ -202,4 +250,21 @@ class Settings:
             webhook_rotation_overlap_s=_float(
                 env, "REELYARD_WEBHOOK_ROTATION_OVERLAP_S", 86400.0, zero_allowed=True
             ),
+            webhook_schedule_s=_schedule(env, "REELYARD_WEBHOOK_SCHEDULE_S"),
+            webhook_timeout_s=_float(env, "REELYARD_WEBHOOK_TIMEOUT_S", 15.0),
+            webhook_lease_s=_float(env, "REELYARD_WEBHOOK_LEASE_S", 60.0),
+            webhook_endpoint_concurrency=_positive_int(
+                env, "REELYARD_WEBHOOK_ENDPOINT_CONCURRENCY", 10
+            ),
+            webhook_disable_after_s=_float(env, "REELYARD_WEBHOOK_DISABLE_AFTER_S", 5 * 86400.0),
+            webhook_sweep_every_s=_float(env, "REELYARD_WEBHOOK_SWEEP_EVERY_S", 5.0),
+            webhook_parallel=_positive_int(env, "REELYARD_WEBHOOK_PARALLEL", 50),
         )
+        if settings.webhook_lease_s <= settings.webhook_timeout_s:
+            # a lease shorter than an attempt would hand a message to a second worker
+            # while the first is still sending it
+            raise SettingsError(
+                f"REELYARD_WEBHOOK_LEASE_S={settings.webhook_lease_s:g} must be longer than"
+                f" REELYARD_WEBHOOK_TIMEOUT_S={settings.webhook_timeout_s:g}"
+            )
+        return settings

@@ -56,9 +56,16 @@ _HOOKED = "reelyard.publisher_hooked"
 RUN_EDIT_TASK = "reelyard.pipeline.run_edit"
 RECONCILE_TASK = "reelyard.pipeline.reconcile"
 CANCEL_RENDER_TASK = "reelyard.pipeline.cancel_render"
+#: webhooks: fan out the outbox and start delivery loops (woken after a job ends, and
+#: by beat); a delivery loop (workers/webhooks.py)
+WEBHOOKS_DISPATCH_TASK = "reelyard.webhooks.dispatch"
+WEBHOOKS_DELIVER_TASK = "reelyard.webhooks.deliver"
 #: queue names (also ``workers.pipeline.Queue``)
 PIPELINE_QUEUE = "pipeline"
 EDIT_QUEUE = "edit"
+#: webhook delivery, on an I/O pool of its own: a slow receiver holds a thread, never
+#: a pipeline worker
+WEBHOOKS_QUEUE = "webhooks"
 #: seconds a short stage may run before Celery interrupts it (prefork pool only: the
 #: threads pool has no time limits, so every stage also has its own deadlines —
 #: httpx timeouts, the SSE heartbeat and turn limits, the job's deadline)
@@ -129,6 +136,8 @@ def create_celery(settings: Settings) -> Celery:
             RECONCILE_TASK: {"queue": PIPELINE_QUEUE},
             CANCEL_RENDER_TASK: {"queue": PIPELINE_QUEUE},
             RUN_EDIT_TASK: {"queue": EDIT_QUEUE},
+            WEBHOOKS_DISPATCH_TASK: {"queue": WEBHOOKS_QUEUE},
+            WEBHOOKS_DELIVER_TASK: {"queue": WEBHOOKS_QUEUE},
         },
         task_soft_time_limit=SHORT_SOFT_LIMIT_S,
         task_time_limit=SHORT_HARD_LIMIT_S,
@@ -138,6 +147,11 @@ def create_celery(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         beat_schedule={
             "reconcile": {"task": RECONCILE_TASK, "schedule": settings.reconcile_every_s},
+            # lost wake-ups, retries that came due, expired leases of killed workers
+            "webhooks-sweep": {
+                "task": WEBHOOKS_DISPATCH_TASK,
+                "schedule": settings.webhook_sweep_every_s,
+            },
         },
         timezone="UTC",
         enable_utc=True,
@@ -315,6 +329,12 @@ def publish_after_commit(session: Session, app: Celery, name: str, *args: Any) -
 
     event.listen(session, "after_commit", after_commit)
     event.listen(session, "after_soft_rollback", after_soft_rollback)
+
+
+def wake_webhooks_after_commit(session: Session, app: Celery) -> None:
+    """Fan out and deliver the webhooks of what ``session`` commits (a job that ended);
+    a lost wake-up waits for the beat's sweep."""
+    publish_after_commit(session, app, WEBHOOKS_DISPATCH_TASK)
 
 
 def enqueue_job(session: Session, app: Celery, job_id: str) -> None:

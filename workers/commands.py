@@ -12,6 +12,10 @@ Pools, by queue (chosen by measurement, benchmarks/pipeline.py and inflight.py):
 - ``edit`` (the SSE turns): ``threads``, 1,000 threads: each open stream is an idle
   socket, which a thread holds for a few hundred kilobytes where a process would
   take tens of megabytes; the stream's own limits bound each turn.
+- ``webhooks`` (deliveries): ``threads``, 50: each thread runs one delivery loop and
+  waits on a receiver most of the time; at most ``REELYARD_WEBHOOK_ENDPOINT_CONCURRENCY``
+  of them serve one endpoint, so a slow one never holds the pool
+  (``REELYARD_WEBHOOK_PARALLEL`` should match the pool's size; benchmarks/webhooks.py).
 
 ``--pool gevent`` serves the edit queue with greenlets instead (the same 1,000 idle
 streams for less memory; benchmarks/inflight.py compares the two). The process must
@@ -35,7 +39,11 @@ from reelyard.settings import Settings, SettingsError
 log = logging.getLogger(__name__)
 
 #: the pool and concurrency each queue gets by default
-POOLS = {"pipeline": ("prefork", os.cpu_count() or 2), "edit": ("threads", 1000)}
+POOLS = {
+    "pipeline": ("prefork", os.cpu_count() or 2),
+    "edit": ("threads", 1000),
+    "webhooks": ("threads", 50),
+}
 LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
 
 
@@ -55,10 +63,10 @@ def _worker_app() -> Celery:
 @click.option(
     "-Q",
     "--queues",
-    type=click.Choice(["pipeline", "edit", "pipeline,edit"]),
+    type=click.Choice(["pipeline", "edit", "webhooks", "pipeline,edit", "pipeline,edit,webhooks"]),
     default="pipeline",
     show_default=True,
-    help="The queue(s) to serve: the short stages, the edit streams, or both.",
+    help="The queue(s) to serve: the short stages, the edit streams, webhooks, or several.",
 )
 @click.option(
     "--pool", type=click.Choice(["prefork", "threads", "gevent", "solo"]), help="Worker pool."
@@ -71,6 +79,9 @@ def worker_command(
 ) -> None:
     """Run a Celery worker for the pipeline's queue(s)."""
     logging.basicConfig(level=loglevel.upper(), format=LOG_FORMAT)
+    # httpx logs every request at INFO: one line per webhook delivery, a tenth of the
+    # delivery worker's CPU (benchmarks/webhooks.py); the attempts are in the database
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
     names = queues.split(",")
     default_pool, default_concurrency = POOLS[names[0]] if len(names) == 1 else ("threads", 200)
     if pool == "gevent":

@@ -6,6 +6,13 @@
   countdown when it is due later (nothing sleeps in a task).
 - ``reelyard.pipeline.reconcile`` (beat): :func:`workers.reconciler.reconcile`.
 - ``reelyard.pipeline.cancel_render``: the upstream cancel of a render whose job ended.
+- ``reelyard.webhooks.dispatch`` (queue ``webhooks``; woken after a job's terminal
+  transition or a cancel commits, and by beat every ``REELYARD_WEBHOOK_SWEEP_EVERY_S``):
+  :func:`workers.webhooks.dispatch` fans the outbox out, then one
+  ``reelyard.webhooks.deliver`` is published per due message, up to the pool's size.
+- ``reelyard.webhooks.deliver``: :func:`workers.webhooks.deliver_due`, a loop that
+  claims, sends and records until nothing is due; it hands over to a new message of
+  its own when its time budget runs out with work left.
 
 :func:`create_worker_app` builds the app the ``worker`` and ``beat`` commands run.
 What the tasks need (engine, HTTP client, storage) is made once per worker process,
@@ -24,15 +31,19 @@ from celery import Celery
 from models.db import make_engine, make_session_factory
 from models.jobs import Job, Stage
 from nemo import ApiError, NemoConfig, NemoError
+from reelyard.outbound import build_client
 from reelyard.settings import Settings
 from reelyard.storage import LocalStorage
-from workers import reconciler
+from workers import reconciler, webhooks
 from workers.app import (
     CANCEL_RENDER_TASK,
     RECONCILE_TASK,
     RUN_EDIT_TASK,
     RUN_STAGE_TASK,
+    WEBHOOKS_DELIVER_TASK,
+    WEBHOOKS_DISPATCH_TASK,
     create_celery,
+    send_now,
 )
 from workers.pipeline import Deps, Next, PipelineConfig, Queue, new_owner, queue_for, run_stage
 from workers.stages import HANDLERS
@@ -82,6 +93,17 @@ def build_deps(settings: Settings, nemo_config: NemoConfig) -> Deps:
     )
 
 
+def build_webhook_deps(settings: Settings) -> webhooks.WebhookDeps:
+    config = webhooks.DeliveryConfig.from_settings(settings)
+    # a connection per delivery loop, held only while it claims or records
+    engine = webhooks.make_delivery_engine(
+        settings.database_url, pool_size=max(settings.database_pool_size, config.parallel)
+    )
+    return webhooks.WebhookDeps(
+        sessions=make_session_factory(engine), client=build_client(), config=config
+    )
+
+
 def publish(app: Celery, step: Next) -> bool:
     """Send the task for ``step``; False (logged) if the broker cannot take it now."""
     options: dict[str, Any] = {}
@@ -106,6 +128,7 @@ def create_worker_app(settings: Settings, nemo_config: NemoConfig) -> Celery:
     """The Celery app with the pipeline's tasks registered."""
     app = create_celery(settings)
     deps = Lazy(lambda: build_deps(settings, nemo_config))
+    webhook_deps = Lazy(lambda: build_webhook_deps(settings))
 
     def run(job_id: Any, queue: Queue) -> None:
         checked = _job_id(job_id)
@@ -114,12 +137,22 @@ def create_worker_app(settings: Settings, nemo_config: NemoConfig) -> Celery:
         step = run_stage(deps.get(), checked, queue=queue, handlers=HANDLERS)
         if step is not None:
             publish(app, step)
+        else:
+            # Nothing comes next: the job ended (its outbox row is committed), or the
+            # message was a duplicate or lost its lease. A wake-up too many costs one
+            # empty fan-out; the sweep would find the event anyway, later.
+            send_now(app, WEBHOOKS_DISPATCH_TASK, ())
 
-    @app.task(name=RUN_STAGE_TASK)
+    @app.task(name=RUN_STAGE_TASK, shared=False)
     def run_stage_task(job_id: Any) -> None:
         run(job_id, Queue.PIPELINE)
 
-    @app.task(name=RUN_EDIT_TASK, soft_time_limit=EDIT_SOFT_LIMIT_S, time_limit=EDIT_HARD_LIMIT_S)
+    @app.task(
+        name=RUN_EDIT_TASK,
+        shared=False,
+        soft_time_limit=EDIT_SOFT_LIMIT_S,
+        time_limit=EDIT_HARD_LIMIT_S,
+    )
     def run_edit_task(job_id: Any) -> None:
         run(job_id, Queue.EDIT)
 
@@ -129,7 +162,7 @@ def create_worker_app(settings: Settings, nemo_config: NemoConfig) -> Celery:
     def ask_cancel(job_id: str) -> None:
         _send(app, CANCEL_RENDER_TASK, job_id)
 
-    @app.task(name=RECONCILE_TASK)
+    @app.task(name=RECONCILE_TASK, shared=False)
     def reconcile_task() -> None:
         current: Deps = deps.get()
         reconciler.reconcile(
@@ -140,13 +173,28 @@ def create_worker_app(settings: Settings, nemo_config: NemoConfig) -> Celery:
             cancel_render=ask_cancel,
         )
 
-    @app.task(name=CANCEL_RENDER_TASK)
+    @app.task(name=CANCEL_RENDER_TASK, shared=False)
     def cancel_render_task(job_id: Any) -> None:
         checked = _job_id(job_id)
         if checked is not None:
             cancel_render(deps.get(), checked)
 
+    @app.task(name=WEBHOOKS_DISPATCH_TASK, shared=False)
+    def webhooks_dispatch_task() -> None:
+        def start_loops(count: int) -> None:
+            for _ in range(count):
+                send_now(app, WEBHOOKS_DELIVER_TASK, ())
+
+        webhooks.dispatch(webhook_deps.get(), start_loops)
+
+    @app.task(name=WEBHOOKS_DELIVER_TASK, shared=False)
+    def webhooks_deliver_task() -> None:
+        _made, more = webhooks.deliver_due(webhook_deps.get(), new_owner())
+        if more:  # the budget ran out with work left: let the queue's others go first
+            send_now(app, WEBHOOKS_DELIVER_TASK, ())
+
     del run_stage_task, run_edit_task, reconcile_task, cancel_render_task
+    del webhooks_dispatch_task, webhooks_deliver_task
     return app
 
 
