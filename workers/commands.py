@@ -6,9 +6,12 @@ app, and hand over to Celery's own worker and beat.
 
 Pools, by queue (chosen by measurement, benchmarks/pipeline.py and inflight.py):
 
-- ``pipeline`` (short stages): ``prefork``, one process per core: the stages are
-  short and some use the CPU (checksums, probing the video); Celery's time limits
-  apply.
+- ``pipeline`` (short stages): ``prefork``, two processes per core: the stages use
+  the CPU (the database driver, SQLAlchemy, JSON, checksums, probing the video), so
+  threads in one process queue on its GIL (measured: 28 jobs/s on 8 threads against
+  31 on two processes), but each also waits on PostgreSQL's commits and on the
+  upstream, so two per core keep the cores busy (33 jobs/s with four; a remote
+  upstream answers in tens of milliseconds, not one). Celery's time limits apply.
 - ``edit`` (the SSE turns): ``threads``, 1,000 threads: each open stream is an idle
   socket, which a thread holds for a few hundred kilobytes where a process would
   take tens of megabytes; the stream's own limits bound each turn.
@@ -40,7 +43,7 @@ log = logging.getLogger(__name__)
 
 #: the pool and concurrency each queue gets by default
 POOLS = {
-    "pipeline": ("prefork", os.cpu_count() or 2),
+    "pipeline": ("prefork", 2 * (os.cpu_count() or 2)),
     "edit": ("threads", 1000),
     "webhooks": ("threads", 50),
 }
