@@ -23,6 +23,20 @@ from tests.e2e.system import System
 BATCH_SIZE = 100
 PROMPT = "A calm slideshow of the garden, one photo after another, with soft music."
 SPEC: dict[str, Any] = {"aspect_ratio": "16:9", "resolution": "720p", "duration_s": 3}
+#: the studio: no rendering, no simulated delays, credits for every job
+STUDIO_ENV = {
+    "STUDIO_RENDER_MODE": "none",
+    "STUDIO_TIME_SCALE": "0",
+    "STUDIO_FREE_CREDITS": "100000000",
+}
+#: reelyard's settings where the end-to-end tests' differ from production's: no waits
+#: (render polls at once), and leases and sweeps as in production
+SETTINGS = {
+    "REELYARD_TIME_SCALE": "0",
+    "REELYARD_RENDER_POLL_S": "1",
+    "REELYARD_LEASE_S": "60",
+    "REELYARD_RECONCILE_EVERY_S": "30",
+}
 #: servers outside the system whose CPU is counted by process name
 SERVERS = {"postgres": "postgres", "redis-server": "redis"}
 

@@ -70,7 +70,8 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness import CpuMeter, print_cpu, submit  # noqa: E402
+import harness  # noqa: E402
+from harness import SETTINGS, CpuMeter, print_cpu, submit  # noqa: E402
 
 from tests.e2e.system import Broker, System, create_database, drop_database  # noqa: E402
 from tests.workers.pipeline_fixtures import serve_photos  # noqa: E402
@@ -79,21 +80,8 @@ from workers.commands import POOLS  # noqa: E402
 REDIS_URL = "redis://127.0.0.1:6379/11"
 DATABASE = "reelyard_bench_inflight"
 WORKERS = ("pipeline", "edit", "beat")
-#: the studio: no rendering, no other delay than the turn (every turn exactly as long,
-#: set per phase), credits for all
-STUDIO_ENV = {
-    "STUDIO_RENDER_MODE": "none",
-    "STUDIO_TIME_SCALE": "0",
-    "STUDIO_SILENT_CLOSE_RATIO": "0",
-    "STUDIO_FREE_CREDITS": "100000000",
-}
-#: reelyard's settings where the tests' differ from production's (the module says why)
-SETTINGS = {
-    "REELYARD_TIME_SCALE": "0",
-    "REELYARD_RENDER_POLL_S": "1",
-    "REELYARD_LEASE_S": "60",
-    "REELYARD_RECONCILE_EVERY_S": "30",
-}
+#: the studio as in bench-pipeline, and every turn exactly as long (set per phase)
+STUDIO_ENV = {**harness.STUDIO_ENV, "STUDIO_SILENT_CLOSE_RATIO": "0"}
 SAMPLE_EVERY_S = 0.5
 
 

@@ -35,26 +35,20 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness import CpuMeter, print_cpu, submit, transactions  # noqa: E402
+from harness import (  # noqa: E402
+    SETTINGS,
+    STUDIO_ENV,
+    CpuMeter,
+    print_cpu,
+    submit,
+    transactions,
+)
 
 from tests.e2e.system import Broker, System, create_database, drop_database  # noqa: E402
 from tests.workers.pipeline_fixtures import serve_photos  # noqa: E402
 
 REDIS_URL = "redis://127.0.0.1:6379/10"
 DATABASE = "reelyard_bench_pipeline"
-#: the studio: no rendering, no simulated delays, credits for every job
-STUDIO_ENV = {
-    "STUDIO_RENDER_MODE": "none",
-    "STUDIO_TIME_SCALE": "0",
-    "STUDIO_FREE_CREDITS": "100000000",
-}
-#: reelyard's settings where the tests' differ from production's
-SETTINGS = {
-    "REELYARD_TIME_SCALE": "0",
-    "REELYARD_RENDER_POLL_S": "1",
-    "REELYARD_LEASE_S": "60",
-    "REELYARD_RECONCILE_EVERY_S": "30",
-}
 
 
 def counts(database_url: str) -> tuple[int, int]:
