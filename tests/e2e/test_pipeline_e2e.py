@@ -198,16 +198,14 @@ crash = pytest.mark.parametrize("broker", ["redis"], indirect=True)
 @crash
 def test_edit_worker_killed_mid_stream(fresh: System, photo_server: PhotoServer) -> None:
     before = fresh.ledger()
-    worker = fresh.procs["edit"]
-    streams = worker.output().count("/run_sse ")
     job_id = submit(fresh, photo_server, aspect_ratio="1:1", duration_s=5)
-    # httpx logs the request once the response's headers are in: the stream is open
-    wait_for(
-        "the edit's stream to open",
-        lambda: worker.output().count("/run_sse ") > streams,
-        timeout_s=30,
-        every_s=0.02,
-    )
+
+    def turn_started() -> bool:
+        # the studio records the message when the turn starts: the stream is open
+        sessions = new_entries(before["sessions"], fresh.ledger()["sessions"])
+        return any(entry["messages"] for entry in sessions.values())
+
+    wait_for("the edit's stream to open", turn_started, timeout_s=30, every_s=0.02)
     fresh.kill("edit")
     job = fresh.job(job_id)
     assert (job["status"], job["stage"]) == ("running", "edit"), job  # killed mid-turn
