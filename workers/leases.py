@@ -256,22 +256,16 @@ def advance(
     statement. A new stage starts with no attempts; a rescheduled one counts one more
     unless ``count_retry`` is false (a wait that is no failure, such as polling).
     """
-    values = values or {}
-    statement = _advance_statement(
-        frozenset(values), _attempts(from_stage, to_stage, count_retry), hold=False
+    statement, params = _advance(
+        job_id,
+        owner,
+        from_stage=from_stage,
+        to_stage=to_stage,
+        values=values,
+        count_retry=count_retry,
+        hold=False,
     )
-    moved = session.execute(
-        statement,
-        {
-            **_values(values),
-            "job_id": job_id,
-            "owner": owner,
-            "from_stage": from_stage,
-            "to_stage": to_stage,
-            "run_at": run_at,
-        },
-    ).first()
-    return moved is not None
+    return session.execute(statement, params | {"run_at": run_at}).first() is not None
 
 
 def advance_and_hold(
@@ -289,23 +283,45 @@ def advance_and_hold(
     """Move the job to ``to_stage``, due now, and keep it: the same statement is the
     next stage's claim (for a worker that runs the next stage at once). The job as it
     now is; None if it was not ours."""
-    values = values or {}
-    statement = _advance_statement(
-        frozenset(values), _attempts(from_stage, to_stage, count_retry), hold=True
+    statement, params = _advance(
+        job_id,
+        owner,
+        from_stage=from_stage,
+        to_stage=to_stage,
+        values=values,
+        count_retry=count_retry,
+        hold=True,
     )
     row = session.execute(
-        statement,
-        {
-            **_values(values),
-            "job_id": job_id,
-            "owner": owner,
-            "from_stage": from_stage,
-            "to_stage": to_stage,
-            "run_at": now,
-            "lease_until": now + timedelta(seconds=lease_s),
-        },
+        statement, params | {"run_at": now, "lease_until": now + timedelta(seconds=lease_s)}
     ).first()
     return None if row is None else job_from_row(row)
+
+
+def _advance(
+    job_id: str,
+    owner: str,
+    *,
+    from_stage: Stage,
+    to_stage: Stage,
+    values: Mapping[str, Any] | None,
+    count_retry: bool,
+    hold: bool,
+) -> tuple[Update, dict[str, Any]]:
+    """The statement and the parameters :func:`advance` and :func:`advance_and_hold`
+    share (each adds when the next stage is due, and the hold its lease)."""
+    values = values or {}
+    statement = _advance_statement(
+        frozenset(values), _attempts(from_stage, to_stage, count_retry), hold=hold
+    )
+    params = {
+        **_values(values),
+        "job_id": job_id,
+        "owner": owner,
+        "from_stage": from_stage,
+        "to_stage": to_stage,
+    }
+    return statement, params
 
 
 @functools.cache

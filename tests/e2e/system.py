@@ -108,6 +108,22 @@ class Proc:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
+def spawn_cli(name: str, args: list[str], env: dict[str, str], log: Path) -> Proc:
+    """``reelyard <args>`` as a process in a session of its own, its output in ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "reelyard.cli", *args],
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Proc(name, args, log, process)
+
+
 @dataclass
 class Broker:
     kind: str  # "redis" | "amqp"
@@ -226,18 +242,7 @@ class System:
     def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Proc:
         self._starts += 1
         log = self.root / "logs" / f"{self._starts:02d}-{name}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "reelyard.cli", *args],
-                env={**self.env, **(env or {})},
-                cwd=ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        proc = Proc(name, args, log, process)
+        proc = spawn_cli(name, args, {**self.env, **(env or {})}, log)
         self.procs[name] = proc
         return proc
 

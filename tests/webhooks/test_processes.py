@@ -9,8 +9,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +25,7 @@ from models.db import make_session_factory
 from models.webhooks import MessageStatus, WebhookAttempt, WebhookMessage, create_endpoint
 from reelyard.outbound import build_client
 from reelyard.webhooks import fan_out_events
-from tests.e2e.system import ROOT, Proc, wait_for
+from tests.e2e.system import Proc, spawn_cli, wait_for
 from tests.webhooks.conftest import TEST_CONFIG, finished_job
 from tests.webhooks.receiver import HANG, Receiver
 from workers.pipeline import new_owner
@@ -125,18 +123,7 @@ def worker_env(database_url, redis_url, redis_client, tmp_path) -> dict[str, str
 
 
 def spawn(name: str, args: list[str], env: dict[str, str], logs: Path) -> Proc:
-    log = logs / f"{name}-{time.monotonic_ns()}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "reelyard.cli", *args],
-            env=env,
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    proc = Proc(name, args, log, process)
+    proc = spawn_cli(name, args, env, logs / f"{name}-{time.monotonic_ns()}.log")
     marker = "beat: Starting" if name == "beat" else "ready."
     wait_for(
         f"{name} to start",
