@@ -6,7 +6,8 @@ end-to-end tests' launcher (``tests/e2e/system.py``) on a fresh database
 ``reelyard_bench_webhooks`` (migrated, dropped at the end) and Redis database 12
 (flushed before and after). The receiver runs in this process: an asyncio HTTP server
 on loopback that reads each request, keeps one in ``--sample-every`` for
-verification, and answers 200 (``Connection: close``, as delivery asks).
+verification, and answers 200, keeping the connection open unless the request asks
+to close it (delivery keeps one pool of connections per receiver).
 
 ``--messages`` messages (5,000 by default) are committed first as outbox events of
 one tenant with ``--endpoints`` endpoints (10 by default, so 500 events: a receiver's
@@ -55,7 +56,8 @@ REDIS_URL = "redis://127.0.0.1:6379/12"
 DATABASE = "reelyard_bench_webhooks"
 #: reelyard's settings where the launcher's (tests') differ from production's
 SETTINGS = {"REELYARD_TIME_SCALE": "1", "REELYARD_WEBHOOK_SWEEP_EVERY_S": "5"}
-_ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+_KEEP = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+_CLOSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
 
 
 @dataclass
@@ -69,21 +71,33 @@ class Receiver:
     port: int = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Requests on one connection, kept alive until the sender closes it or asks to."""
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")[1:]
-            headers = {
-                name.strip().lower(): value.strip()
-                for name, _, value in (line.partition(":") for line in lines if line)
-            }
-            body = await reader.readexactly(int(headers.get("content-length", "0")))
-            self.count += 1
-            if self.count % self.sample_every == 1:
-                self.sample.append((headers, body))
-            writer.write(_ANSWER)
-            await writer.drain()
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError as eof:
+                    if eof.partial:
+                        self.malformed += 1
+                    return
+                lines = head.decode("latin-1").split("\r\n")[1:]
+                headers = {
+                    name.strip().lower(): value.strip()
+                    for name, _, value in (line.partition(":") for line in lines if line)
+                }
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                self.count += 1
+                if self.count % self.sample_every == 1:
+                    self.sample.append((headers, body))
+                close = headers.get("connection", "").lower() == "close"
+                writer.write(_CLOSE if close else _KEEP)
+                await writer.drain()
+                if close:
+                    return
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
             self.malformed += 1
+        except ConnectionError:
+            return
         finally:
             writer.close()
 

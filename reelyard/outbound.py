@@ -24,7 +24,8 @@ here is:
 - **independent of the client's own settings**: requests are built here, so a
   client's default headers, authentication and cookies are never sent to a caller's
   URL, and each one asks for its connection to be closed, so that a connection
-  verified for one host name is never reused for another name on the same address.
+  verified for one host name is never reused for another name on the same address
+  (:class:`Connections` keeps connections alive per host name and address instead).
   :func:`build_client` makes a client that also ignores proxy settings and ``.netrc``
   from the environment; a client with HTTP/2 enabled must not be used here.
 
@@ -52,6 +53,7 @@ import http.cookiejar
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -66,6 +68,7 @@ __all__ = [
     "CONNECT_TIMEOUT_S",
     "MAX_REDIRECTS",
     "READ_TIMEOUT_S",
+    "Connections",
     "FetchFailed",
     "Fetched",
     "OutboundError",
@@ -259,14 +262,19 @@ class PinnedTarget:
         headers: Mapping[str, str] | None = None,
         content: bytes | None = None,
         timeout: httpx.Timeout,
+        keep_alive: bool = False,
     ) -> httpx.Request:
-        """A request to the checked address that names the host (``Host``, SNI)."""
+        """A request to the checked address that names the host (``Host``, SNI).
+
+        Without ``keep_alive`` it asks for its connection to be closed: a client's pool
+        knows a connection by its address alone, and one verified for another host
+        name must never carry this request. :class:`Connections` keeps a pool per host
+        name and address, where ``keep_alive`` is safe.
+        """
         sent = httpx.Headers({"User-Agent": _USER_AGENT, "Accept": "*/*"})
         sent.update(headers or {})
         sent["Host"] = self.host_header
-        # A pooled connection is known by its address alone: never let one that was
-        # verified for another host name carry this request.
-        sent["Connection"] = "close"
+        sent["Connection"] = "keep-alive" if keep_alive else "close"
         extensions: dict[str, object] = {"timeout": timeout.as_dict()}
         if self.sni_hostname is not None:
             extensions["sni_hostname"] = self.sni_hostname
@@ -340,21 +348,82 @@ def _shown(url: str) -> str:
 # clients and requests
 
 
-def build_client(*, verify: ssl.SSLContext | bool = True) -> httpx.Client:
+def build_client(
+    *, verify: ssl.SSLContext | bool = True, limits: httpx.Limits | None = None
+) -> httpx.Client:
     """An ``httpx.Client`` for this module's calls.
 
     It reads nothing from the environment (proxies, ``.netrc``, ``SSL_CERT_FILE``),
-    keeps no cookies and no idle connections, and speaks HTTP/1.1. The timeouts of
-    each call are set per request.
+    keeps no cookies and, unless ``limits`` say otherwise (:class:`Connections`), no
+    idle connections, and speaks HTTP/1.1. The timeouts of each call are set per
+    request.
     """
     return httpx.Client(
         verify=verify,
         trust_env=False,
         follow_redirects=False,
         cookies=http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[])),
-        limits=httpx.Limits(max_keepalive_connections=0),
+        limits=limits or httpx.Limits(max_keepalive_connections=0),
         timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
     )
+
+
+class Connections:
+    """Keep-alive connections for :func:`send`: one pool per scheme, host name, checked
+    address and port, so a connection is only ever reused for the host name it was
+    made (and its certificate verified) for, at the address that name resolves to now.
+
+    The name is still resolved and checked at every call: when it moves to another
+    address, the next call opens a connection there (or is refused), and the old
+    pool's connections expire unused. Thread-safe. Pools unused for longer than
+    ``idle_s`` are closed when new ones are made, beyond ``max_pools``; a call never
+    outlives its deadline, so ``idle_s`` above the longest one means no pool is closed
+    under a call.
+    """
+
+    def __init__(
+        self,
+        *,
+        per_host: int = 10,
+        max_pools: int = 256,
+        idle_s: float = 120.0,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        self._limits = httpx.Limits(
+            max_connections=None, max_keepalive_connections=per_host, keepalive_expiry=5.0
+        )
+        self._max_pools = max_pools
+        self._idle_s = idle_s
+        self._verify = verify
+        self._pools: dict[tuple[str, str, str, int], tuple[httpx.Client, float]] = {}
+        self._lock = threading.Lock()
+
+    def client_for(self, target: PinnedTarget) -> httpx.Client:
+        key = (target.url.scheme, target.host, str(target.address), target.port)
+        now = time.monotonic()
+        with self._lock:
+            found = self._pools.get(key)
+            client = (
+                found[0]
+                if found is not None
+                else build_client(verify=self._verify, limits=self._limits)
+            )
+            self._pools[key] = (client, now)
+            if found is None and len(self._pools) > self._max_pools:
+                self._close_idle(now)
+        return client
+
+    def _close_idle(self, now: float) -> None:
+        for key, (client, used) in list(self._pools.items()):
+            if now - used > self._idle_s:
+                del self._pools[key]
+                client.close()
+
+    def close(self) -> None:
+        with self._lock:
+            pools, self._pools = self._pools, {}
+        for client, _ in pools.values():
+            client.close()
 
 
 class _Deadline:
@@ -393,11 +462,16 @@ def _open(
     *,
     headers: Mapping[str, str] | None = None,
     content: bytes | None = None,
+    keep_alive: bool = False,
 ) -> httpx.Response:
     """Send the request to the pinned address; the response, its body not read yet."""
     try:
         request = target.request(
-            method, headers=headers, content=content, timeout=deadline.timeout(target.host)
+            method,
+            headers=headers,
+            content=content,
+            timeout=deadline.timeout(target.host),
+            keep_alive=keep_alive,
         )
     except httpx.InvalidURL as exc:  # an address httpx cannot put in a URL (an IPv6 zone)
         raise UrlRefused(
@@ -575,7 +649,7 @@ class Reply:
 
 
 def send(
-    client: httpx.Client,
+    client: httpx.Client | Connections,
     method: str,
     url: str,
     *,
@@ -589,10 +663,21 @@ def send(
 
     Any status is a :class:`Reply` (a redirect too); only a refused URL, a transport
     error or the deadline raise. ``headers`` cannot replace ``Host`` or ``Connection``.
+    With :class:`Connections`, the connection is kept for the next call to the same
+    host name at the same address.
     """
     deadline = _Deadline(timeout_s, url)
     target = check_url(url, allow_private=allow_private)
-    response = _open(client, target, method.upper(), deadline, headers=headers, content=content)
+    keep_alive = isinstance(client, Connections)
+    response = _open(
+        client.client_for(target) if isinstance(client, Connections) else client,
+        target,
+        method.upper(),
+        deadline,
+        headers=headers,
+        content=content,
+        keep_alive=keep_alive,
+    )
     try:
         kept = bytearray()
         truncated = False

@@ -31,7 +31,7 @@ from celery import Celery
 from models.db import make_engine, make_session_factory
 from models.jobs import Job, Stage
 from nemo import ApiError, NemoConfig, NemoError
-from reelyard.outbound import build_client
+from reelyard.outbound import Connections
 from reelyard.settings import Settings
 from reelyard.storage import LocalStorage
 from workers import reconciler, webhooks
@@ -99,8 +99,11 @@ def build_webhook_deps(settings: Settings) -> webhooks.WebhookDeps:
     engine = webhooks.make_delivery_engine(
         settings.database_url, pool_size=max(settings.database_pool_size, config.parallel)
     )
+    # connections kept alive per receiver (host name and checked address), as many
+    # as may be in flight to one endpoint
+    connections = Connections(per_host=config.endpoint_concurrency)
     return webhooks.WebhookDeps(
-        sessions=make_session_factory(engine), client=build_client(), config=config
+        sessions=make_session_factory(engine), client=connections, config=config
     )
 
 

@@ -8,14 +8,15 @@ them, at least once, and keeps every attempt. Three layers:
   :func:`classify` (what an answer or an :class:`~reelyard.outbound.OutboundError`
   means) and :func:`decide` (the message's next state, and what happens to its
   endpoint).
-- **Claims and records** (SQL, the caller's session): :func:`claim_next` leases the
-  oldest due message whose destination has room, increments its ``attempt_count``
-  and writes the attempt's row, in one statement; :func:`record` writes the answer
-  into that row and the message's new state, guarded by the lease, in one
-  transaction after the call.
+- **Claims and records** (SQL, the caller's session): :func:`claim` leases a few
+  due messages of the destination of the oldest one whose destination has room,
+  increments their ``attempt_count`` and writes their attempts' rows;
+  :func:`record` writes an answer into its row and the message's new state, guarded
+  by the lease, in one transaction after the call; :func:`release` hands back what
+  a batch did not send.
 - **Loops** (what the Celery tasks call): :func:`dispatch` (fan-out, and the
-  delivery loops worth starting) and :func:`deliver_due` (claim, call, record, until
-  nothing is due).
+  delivery loops worth starting) and :func:`deliver_due` (claim a batch, call and
+  record each, until nothing is due).
 
 Why it is safe to lose any message or worker (design.md "Durability"): the rows
 decide. A killed worker leaves a message leased; once the lease expires the next
@@ -60,7 +61,15 @@ from models.webhooks import (
     live_secrets,
     signing_secrets,
 )
-from reelyard.outbound import FetchFailed, OutboundError, Reply, TimedOut, UrlRefused, send
+from reelyard.outbound import (
+    Connections,
+    FetchFailed,
+    OutboundError,
+    Reply,
+    TimedOut,
+    UrlRefused,
+    send,
+)
 from reelyard.settings import DEFAULT_WEBHOOK_SCHEDULE_S, Settings
 from reelyard.webhooks import body_of, fan_out_events, headers_for
 
@@ -72,6 +81,8 @@ SLOW_DOWN_STATUSES: Final = frozenset({429, 502, 504})
 GONE: Final = 410
 #: share of a delay added or taken at random, so retries of a burst spread out
 JITTER: Final = 0.2
+#: destinations a claim tries before it gives up (each found full once its lock came)
+PICKS: Final = 5
 #: events fanned out per transaction, and transactions per dispatch
 FAN_OUT_BATCH: Final = 100
 FAN_OUT_ROUNDS: Final = 50
@@ -130,6 +141,11 @@ class DeliveryConfig:
     disable_after_s: float = 5 * 86400.0
     #: delivery loops a wake-up may start
     parallel: int = 50
+    #: messages of one destination a loop claims at once, at most (fewer claims per
+    #: delivery: benchmarks/webhooks.py); sent one after the other
+    batch: int = 5
+    #: an answer slower than this ends a batch: the rest go to other loops
+    batch_slow_s: float = 1.0
     allow_private_urls: bool = False
     jitter: float = JITTER
 
@@ -313,25 +329,65 @@ _LEASED = """
     WHERE status = 'pending' AND lease_expires_at > :now
 """
 
-# the fragments are this module's constants, never input: S608 does not apply
-_DUE = f"""
-    SELECT m.id, m.lease_owner AS previous_owner, m.next_attempt_trigger AS trigger
-    FROM webhook_messages m
-    WHERE m.status = 'pending' AND m.next_attempt_at <= :now
+#: a message that may be attempted now (``m``), its destination's room aside
+_DUE_WHERE = """
+    m.status = 'pending' AND m.next_attempt_at <= :now
       AND (m.lease_expires_at IS NULL OR m.lease_expires_at <= :now)
       AND (m.endpoint_id IS NULL OR EXISTS (
           SELECT 1 FROM webhook_endpoints e WHERE e.id = m.endpoint_id AND e.enabled
       ))
-      AND coalesce(m.endpoint_id, m.url) NOT IN (
-          SELECT destination FROM ({_LEASED}) AS leased
-          GROUP BY destination HAVING count(*) >= :per_destination
-      )
-    ORDER BY m.next_attempt_at
-"""  # noqa: S608
+"""
 
+
+def _due(also: str = "") -> str:
+    """Due messages whose destination has room, oldest first (``also``: a further
+    condition on ``m``)."""
+    # the fragments are this module's constants, never input: S608 does not apply
+    return f"""
+        SELECT m.id, coalesce(m.endpoint_id, m.url) AS destination
+        FROM webhook_messages m
+        WHERE {_DUE_WHERE} {also}
+          AND coalesce(m.endpoint_id, m.url) NOT IN (
+              SELECT destination FROM ({_LEASED}) AS leased
+              GROUP BY destination HAVING count(*) >= :per_destination
+          )
+        ORDER BY m.next_attempt_at
+    """  # noqa: S608
+
+
+#: the destination of the oldest due message whose destination has room (as this
+#: statement's snapshot sees it), and that destination's advisory lock, held to the
+#: commit: claims of one destination happen one after the other
+_PICK = text(
+    f"""
+    SELECT destination,
+           pg_advisory_xact_lock(hashtext('webhooks:' || destination)) IS NULL AS locked
+    FROM ({_due("AND NOT coalesce(m.endpoint_id, m.url) = ANY(CAST(:tried AS text[]))")}
+          LIMIT 1) AS due
+    """  # noqa: S608
+)
+
+#: after the lock, a new snapshot sees every claim of the destination committed before
+#: it: up to ``batch`` due messages of it, within its room, leased with their attempts'
+#: rows (``SKIP LOCKED`` all the same: a replay may hold one)
 _CLAIM = text(
     f"""
-    WITH candidate AS ({_DUE} LIMIT 1 FOR UPDATE SKIP LOCKED),
+    WITH room AS (
+        SELECT :per_destination - count(*) AS n FROM ({_LEASED}) AS leased
+        WHERE destination = :destination
+    ),
+    candidate AS (
+        SELECT m.id, m.lease_owner AS previous_owner, m.next_attempt_trigger AS trigger,
+               m.last_attempt_at AS previous_attempt_at
+        FROM webhook_messages m
+        WHERE {_DUE_WHERE} AND coalesce(m.endpoint_id, m.url) = :destination
+        ORDER BY m.next_attempt_at
+        -- half the room, so that a batch sent one after the other leaves room for
+        -- other loops: at least one message while there is room, none once it is full
+        LIMIT (SELECT CASE WHEN n <= 0 THEN 0 ELSE least(:batch, greatest(1, n / 2)) END
+               FROM room)
+        FOR UPDATE OF m SKIP LOCKED
+    ),
     claimed AS (
         UPDATE webhook_messages m
         SET lease_owner = :owner, lease_expires_at = :expires,
@@ -340,7 +396,7 @@ _CLAIM = text(
         FROM candidate c
         WHERE m.id = c.id
         RETURNING m.id, m.tenant_id, m.endpoint_id, m.url, m.payload, m.attempt_count,
-                  c.trigger, c.previous_owner
+                  m.next_attempt_at, c.trigger, c.previous_owner, c.previous_attempt_at
     ),
     attempt AS (
         INSERT INTO webhook_attempts (message_id, started_at, trigger)
@@ -348,25 +404,38 @@ _CLAIM = text(
         RETURNING id, message_id
     )
     SELECT claimed.*, attempt.id AS attempt_id,
-           e.secret, e.previous_secret, e.previous_secret_expires_at, e.failing_since,
-           pg_advisory_xact_lock(
-               hashtext('webhooks:' || coalesce(claimed.endpoint_id, claimed.url))
-           ) IS NULL AS destination_locked
+           e.secret, e.previous_secret, e.previous_secret_expires_at, e.failing_since
     FROM claimed
     JOIN attempt ON attempt.message_id = claimed.id
     LEFT JOIN webhook_endpoints e ON e.id = claimed.endpoint_id
+    ORDER BY claimed.next_attempt_at, claimed.id
     """  # noqa: S608
 )
 
-_COUNT_DUE = text(f"SELECT count(*) FROM ({_DUE} LIMIT :limit) AS due")  # noqa: S608
-
-_LEASED_TO = text(
+#: the messages of a batch that were not attempted, handed back as they were found:
+#: no lease, the attempt not counted and its row gone, the trigger it had
+_RELEASE = text(
     """
-    SELECT count(*) FROM webhook_messages
-    WHERE status = 'pending' AND lease_expires_at > :now
-      AND coalesce(endpoint_id, url) = :destination
+    WITH released AS (
+        UPDATE webhook_messages m
+        SET lease_owner = NULL, lease_expires_at = NULL,
+            attempt_count = m.attempt_count - 1, last_attempt_at = r.previous_attempt_at,
+            next_attempt_trigger = r.trigger
+        FROM (
+            SELECT unnest(CAST(:ids AS text[])) AS id,
+                   unnest(CAST(:triggers AS text[])) AS trigger,
+                   unnest(CAST(:previous AS timestamptz[])) AS previous_attempt_at
+        ) AS r
+        WHERE m.id = r.id AND m.lease_owner = :owner AND m.status = 'pending'
+        RETURNING m.id
+    )
+    DELETE FROM webhook_attempts a
+    USING released
+    WHERE a.message_id = released.id AND a.id = ANY(CAST(:attempt_ids AS bigint[]))
     """
 )
+
+_COUNT_DUE = text(f"SELECT count(*) FROM ({_due()} LIMIT :limit) AS due")  # noqa: S608
 
 _INTERRUPTED = text(
     """
@@ -442,66 +511,111 @@ class Claimed:
     secrets: list[str] = field(default_factory=list)
     #: the start of the endpoint's run of failures, as the claim found it
     failing_since: datetime | None = None
+    #: the message's ``last_attempt_at`` before this claim (restored by a release)
+    previous_attempt_at: datetime | None = None
+    #: when this worker's lease ends
+    lease_expires_at: datetime | None = None
 
     @property
     def destination(self) -> str:
         return self.endpoint_id or self.url
 
 
-def claim_next(
-    session: Session, *, owner: str, now: datetime, config: DeliveryConfig
-) -> Claimed | None:
-    """Lease the oldest due message whose destination has room, and start its attempt.
+def claim(
+    session: Session, *, owner: str, now: datetime, config: DeliveryConfig, batch: int = 1
+) -> list[Claimed]:
+    """Lease up to ``batch`` due messages of one destination and start their attempts;
+    oldest first (empty: nothing could be claimed).
 
-    In the caller's transaction (the caller commits): one statement takes the message
-    (``FOR UPDATE SKIP LOCKED``, so claimers never wait on each other), leases it,
-    counts the attempt, writes the attempt's row with the message's trigger, and takes
-    the destination's advisory lock (held to the commit, so claims of one destination
-    are counted one after the other). Then the claim is checked against the
-    destination's limit; an excess one is rolled back and None returned.
+    In the caller's transaction (the caller commits). The first statement picks the
+    destination of the oldest due message whose destination has room and takes that
+    destination's advisory lock (held to the commit); the second, whose snapshot sees
+    every claim of the destination committed before the lock was granted, counts its
+    room and takes at most half of it (at least one message), ``FOR UPDATE SKIP
+    LOCKED``, leasing them, counting the attempts and writing the attempts' rows.
     """
-    params = {
-        "now": now,
-        "owner": owner,
-        "expires": now + timedelta(seconds=config.lease_s),
-        "per_destination": config.endpoint_concurrency,
-    }
     # Core statements on the session's connection: the ORM's execution path would add
     # a third to the CPU of every claim, for nothing it maps
     connection = session.connection()
-    row = connection.execute(_CLAIM, params).mappings().one_or_none()
-    if row is None:
-        return None
-    destination = row["endpoint_id"] or row["url"]
-    # the claim took the destination's advisory lock; this count, a statement of its
-    # own, sees every claim of the destination committed before the lock was granted
-    leased = connection.execute(_LEASED_TO, {"now": now, "destination": destination}).scalar_one()
-    if leased > config.endpoint_concurrency:
-        session.rollback()
-        return None
-    if row["previous_owner"] is not None:  # a lease that expired: its worker is gone
-        connection.execute(
-            _INTERRUPTED,
-            {"message_id": row["id"], "attempt_id": row["attempt_id"], "error": INTERRUPTED_ERROR},
+    params: dict[str, Any] = {"now": now, "per_destination": config.endpoint_concurrency}
+    expires = now + timedelta(seconds=config.lease_s)
+    tried: list[str] = []
+    rows: Sequence[Any] = ()
+    while not rows and len(tried) < PICKS:
+        destination = connection.execute(_PICK, {**params, "tried": tried}).scalar_one_or_none()
+        if destination is None:
+            return []
+        # another claim may have filled the destination while this one waited for its
+        # lock: then the next oldest destination with room
+        tried.append(destination)
+        rows = (
+            connection.execute(
+                _CLAIM,
+                {
+                    **params,
+                    "destination": destination,
+                    "owner": owner,
+                    "expires": expires,
+                    "batch": batch,
+                },
+            )
+            .mappings()
+            .all()
         )
-    if row["endpoint_id"] is not None:
-        secrets = live_secrets(
-            row["secret"], row["previous_secret"], row["previous_secret_expires_at"], now
+    tenant_secrets: dict[str, list[str]] = {}
+    claimed = []
+    for row in rows:
+        if row["previous_owner"] is not None:  # a lease that expired: its worker is gone
+            connection.execute(
+                _INTERRUPTED,
+                {
+                    "message_id": row["id"],
+                    "attempt_id": row["attempt_id"],
+                    "error": INTERRUPTED_ERROR,
+                },
+            )
+        if row["endpoint_id"] is not None:
+            secrets = live_secrets(
+                row["secret"], row["previous_secret"], row["previous_secret_expires_at"], now
+            )
+        elif row["tenant_id"] in tenant_secrets:
+            secrets = tenant_secrets[row["tenant_id"]]
+        else:  # a job's own URL: the tenant's secret, made on first need
+            stand_in = WebhookMessage(id=row["id"], tenant_id=row["tenant_id"], endpoint_id=None)
+            secrets = tenant_secrets[row["tenant_id"]] = signing_secrets(session, stand_in, now)
+        claimed.append(
+            Claimed(
+                message_id=row["id"],
+                tenant_id=row["tenant_id"],
+                endpoint_id=row["endpoint_id"],
+                url=row["url"],
+                payload=row["payload"],
+                attempt_count=row["attempt_count"],
+                trigger=AttemptTrigger(row["trigger"]),
+                attempt_id=row["attempt_id"],
+                secrets=secrets,
+                failing_since=row["failing_since"],
+                previous_attempt_at=row["previous_attempt_at"],
+                lease_expires_at=expires,
+            )
         )
-    else:  # a job's own URL: the tenant's secret, made on first need
-        stand_in = WebhookMessage(id=row["id"], tenant_id=row["tenant_id"], endpoint_id=None)
-        secrets = signing_secrets(session, stand_in, now)
-    return Claimed(
-        message_id=row["id"],
-        tenant_id=row["tenant_id"],
-        endpoint_id=row["endpoint_id"],
-        url=row["url"],
-        payload=row["payload"],
-        attempt_count=row["attempt_count"],
-        trigger=AttemptTrigger(row["trigger"]),
-        attempt_id=row["attempt_id"],
-        secrets=secrets,
-        failing_since=row["failing_since"],
+    return claimed
+
+
+def release(session: Session, unsent: Sequence[Claimed], *, owner: str) -> None:
+    """Hand back claimed messages that were not attempted, as the claim found them (the
+    caller commits): due at once for whichever loop claims next."""
+    if not unsent:
+        return
+    session.connection().execute(
+        _RELEASE,
+        {
+            "ids": [c.message_id for c in unsent],
+            "triggers": [c.trigger.value for c in unsent],
+            "previous": [c.previous_attempt_at for c in unsent],
+            "attempt_ids": [c.attempt_id for c in unsent],
+            "owner": owner,
+        },
     )
 
 
@@ -612,7 +726,8 @@ class WebhookDeps:
     """What delivery needs from the outside, made once per worker process."""
 
     sessions: sessionmaker[Session]
-    client: httpx.Client
+    #: keep-alive pools per receiver (a plain client makes a connection per call)
+    client: httpx.Client | Connections
     config: DeliveryConfig
     clock: Callable[[], datetime] = utcnow
 
@@ -640,38 +755,66 @@ def attempt(deps: WebhookDeps, claimed: Claimed) -> Outcome:
     return classify(reply, None, started)
 
 
-def deliver_one(deps: WebhookDeps, owner: str) -> Decision | bool | None:
-    """Claim, call and record one message; False when nothing could be claimed, None
-    when the lease was lost before the record.
+def deliver_next(deps: WebhookDeps, owner: str) -> int:
+    """Claim a batch of one destination's due messages, call each, then record them; the
+    attempts made (0: nothing could be claimed).
 
-    Two transactions, one session: the claim commits before the call (so no
-    transaction stays open while a receiver takes its time), the record after it.
+    No transaction is open during a call: the claim commits before the first, and the
+    answers are recorded together, in one transaction, after the batch (a worker lost
+    before that leaves the messages leased: they are sent again, same ``webhook-id``,
+    once the lease expires, as after a loss between any call and its record). The
+    batch stops early, handing its unsent messages back (:func:`release`), when an
+    attempt was not delivered or took longer than ``batch_slow_s`` (the destination is
+    in trouble or slow: other loops should take its messages, one each), or when the
+    lease could not cover another call.
     """
     with deps.sessions() as session:
-        claimed = claim_next(session, owner=owner, now=deps.clock(), config=deps.config)
-        session.commit()
-        if claimed is None:
-            return False
-        started = time.monotonic()
-        outcome = attempt(deps, claimed)
-        duration_ms = round((time.monotonic() - started) * 1000)
-        decision = record(
-            session,
-            claimed,
-            outcome,
-            owner=owner,
-            now=deps.clock(),
-            duration_ms=duration_ms,
-            config=deps.config,
+        batch = claim(
+            session, owner=owner, now=deps.clock(), config=deps.config, batch=deps.config.batch
         )
         session.commit()
-    if decision is None:
-        log.info("message %s: lease lost during the attempt", claimed.message_id)
-    return decision
+    answers: list[tuple[Claimed, Outcome, datetime, float]] = []
+    unsent: Sequence[Claimed] = ()
+    for index, claimed in enumerate(batch):
+        started = time.monotonic()
+        outcome = attempt(deps, claimed)
+        elapsed_s = time.monotonic() - started
+        now = deps.clock()
+        answers.append((claimed, outcome, now, elapsed_s))
+        if index + 1 < len(batch) and _stop_batch(deps.config, outcome, elapsed_s, now, claimed):
+            unsent = batch[index + 1 :]
+            break
+    if not answers:
+        return 0
+    with deps.sessions() as session:
+        release(session, unsent, owner=owner)  # first, so that a slow-down holds them too
+        for claimed, outcome, now, elapsed_s in answers:
+            decision = record(
+                session,
+                claimed,
+                outcome,
+                owner=owner,
+                now=now,
+                duration_ms=round(elapsed_s * 1000),
+                config=deps.config,
+            )
+            if decision is None:
+                log.info("message %s: lease lost during the attempt", claimed.message_id)
+        session.commit()
+    return len(answers)
+
+
+def _stop_batch(
+    config: DeliveryConfig, outcome: Outcome, elapsed_s: float, now: datetime, claimed: Claimed
+) -> bool:
+    if outcome.kind is not Kind.DELIVERED or elapsed_s > config.batch_slow_s:
+        return True
+    expires = claimed.lease_expires_at
+    return expires is not None and now + timedelta(seconds=config.timeout_s + 1) >= expires
 
 
 def deliver_due(deps: WebhookDeps, owner: str, *, budget_s: float = 60.0) -> tuple[int, bool]:
-    """Deliver due messages one after another until none can be claimed or ``budget_s``
+    """Deliver due messages, batch after batch, until none can be claimed or ``budget_s``
     has passed; (attempts made, whether work may be left).
 
     One loop per worker thread: a slow destination holds the loop that claimed it,
@@ -680,9 +823,10 @@ def deliver_due(deps: WebhookDeps, owner: str, *, budget_s: float = 60.0) -> tup
     ends = time.monotonic() + budget_s
     made = 0
     while time.monotonic() < ends:
-        if deliver_one(deps, owner) is False:
+        attempts = deliver_next(deps, owner)
+        if not attempts:
             return made, False
-        made += 1
+        made += attempts
     return made, True
 
 

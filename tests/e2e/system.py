@@ -44,6 +44,7 @@ STUDIO_READY = "studio listening on "
 COMMANDS: dict[str, list[str]] = {
     "pipeline": ["worker", "-Q", "pipeline", "-c", "2"],
     "edit": ["worker", "-Q", "edit", "-c", "20"],
+    "webhooks": ["worker", "-Q", "webhooks", "-c", "10"],
     "beat": ["beat"],
 }
 

@@ -26,6 +26,7 @@ import pytest
 
 from reelyard.outbound import (
     MAX_REDIRECTS,
+    Connections,
     FetchFailed,
     OutboundError,
     TimedOut,
@@ -783,3 +784,35 @@ def test_send_times_out(http, site):
         deliver(http, site.url("/sleep"), timeout_s=0.3)
     assert isinstance(caught.value, OutboundError)
     assert caught.value.status is None
+
+
+def test_connections_keep_one_alive_per_name_and_never_lend_it_to_another(tls_site, trusting, dns):
+    dns.answer("images.example", ["127.0.0.1"])
+    dns.answer("other.example", ["127.0.0.1"])
+    connections = Connections(verify=trusting)
+    try:
+        for _ in range(3):
+            assert deliver(connections, tls_site.url("/echo", host="images.example")).ok
+        # one handshake for three calls: the connection was kept and reused
+        assert tls_site.server_names == ["images.example"]
+        assert tls_site.requests[0].headers["Connection"] == "keep-alive"
+        # the same address under a name the certificate does not cover: a connection
+        # of its own, whose verification fails (the kept one is not lent to it)
+        with pytest.raises(FetchFailed):
+            deliver(connections, tls_site.url("/echo", host="other.example"))
+        assert tls_site.server_names == ["images.example", "other.example"]
+        assert len(tls_site.requests) == 3
+    finally:
+        connections.close()
+
+
+def test_connections_resolve_and_check_the_name_at_every_call(site, dns):
+    dns.answer("hooks.example", ["127.0.0.1"], ["10.0.0.1"])
+    connections = Connections()
+    try:
+        assert deliver(connections, site.url("/echo", host="hooks.example")).ok
+        with pytest.raises(UrlRefused):
+            deliver(connections, site.url("/echo", host="hooks.example"), allow_private=False)
+    finally:
+        connections.close()
+    assert dns.asked == ["hooks.example", "hooks.example"]

@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from api.app import create_app
 from models.access import Tenant
@@ -40,9 +40,9 @@ from workers.webhooks import (
     INTERRUPTED_ERROR,
     DeliveryConfig,
     WebhookDeps,
-    claim_next,
+    claim,
     deliver_due,
-    deliver_one,
+    deliver_next,
     dispatch,
 )
 
@@ -118,7 +118,7 @@ def test_500_three_times_then_200_is_delivered_on_the_fourth_attempt(
     hook, _job_id, (msg_id,) = endpoint_with_message(db_session, receiver.url)
     seen = []
     for _ in range(4):  # one attempt at a time, each when it is due
-        assert deliver_one(timed, new_owner())
+        assert deliver_next(timed, new_owner())
         current = message(timed, msg_id)
         seen.append((current.status, current.attempt_count, current.next_attempt_at))
         if current.status is MessageStatus.PENDING:
@@ -148,7 +148,7 @@ def test_500_three_times_then_200_is_delivered_on_the_fourth_attempt(
 def test_a_timeout_is_an_attempt_that_failed_and_is_retried(deps, db_session, receiver):
     receiver.default = HANG
     _hook, _job, (msg_id,) = endpoint_with_message(db_session, receiver.url)
-    deliver_one(with_config(deps, timeout_s=0.3), new_owner())
+    deliver_next(with_config(deps, timeout_s=0.3), new_owner())
     (logged,) = attempts(deps, msg_id)
     assert logged.error.startswith("timeout")
     assert logged.status_code is None
@@ -162,7 +162,7 @@ def test_a_timeout_is_an_attempt_that_failed_and_is_retried(deps, db_session, re
 def test_a_closed_connection_is_an_attempt_that_failed_and_is_retried(deps, db_session, receiver):
     receiver.script = [CLOSE]
     _hook, _job, (msg_id,) = endpoint_with_message(db_session, receiver.url)
-    deliver_one(deps, new_owner())
+    deliver_next(deps, new_owner())
     (logged,) = attempts(deps, msg_id)
     assert logged.error.startswith("connection closed")
     assert message(deps, msg_id).status is MessageStatus.PENDING
@@ -197,7 +197,7 @@ def test_a_redirect_is_not_followed_and_counts_as_a_failure(deps, db_session, re
     try:
         receiver.script = [Reply(302, {"Location": elsewhere.url})]
         _hook, _job, (msg_id,) = endpoint_with_message(db_session, receiver.url)
-        deliver_one(deps, new_owner())
+        deliver_next(deps, new_owner())
         (logged,) = attempts(deps, msg_id)
         assert (logged.status_code, logged.error) == (302, "redirect not followed (HTTP 302)")
         assert message(deps, msg_id).status is MessageStatus.PENDING
@@ -215,7 +215,7 @@ def test_429_with_retry_after_holds_the_message_and_the_endpoints_others(
     (second,) = dispatch_now(timed, db_session)
     other_tenant_hook, _job, (unrelated,) = endpoint_with_message(db_session, receiver.url + "2")
 
-    deliver_one(with_config(timed, endpoint_concurrency=1), new_owner())
+    deliver_next(with_config(timed, endpoint_concurrency=1), new_owner())
     (logged,) = attempts(timed, first)
     held = message(timed, first).next_attempt_at
     assert held - logged.started_at >= timedelta(seconds=3.6)
@@ -304,7 +304,7 @@ def test_during_a_rotation_both_secrets_verify(deps, db_session, receiver):
     old = hook.secret
     new = rotate_endpoint_secret(db_session, hook, now=utcnow(), overlap_s=3600)
     db_session.commit()
-    deliver_one(deps, new_owner())
+    deliver_next(deps, new_owner())
     (request,) = receiver.received
     assert len(request.headers["webhook-signature"].split()) == 2
     assert request.verify(old) == request.verify(new)
@@ -315,7 +315,7 @@ def test_a_jobs_own_url_is_signed_with_the_tenants_secret(deps, db_session, rece
     tenant = db_session.get(Tenant, make_caller(db_session).tenant_id)
     finished_job(db_session, tenant.id, webhook_url=receiver.url)
     (msg_id,) = dispatch_now(deps, db_session)
-    deliver_one(deps, new_owner())
+    deliver_next(deps, new_owner())
     db_session.expire_all()
     secret = db_session.get(Tenant, tenant.id).webhook_secret
     (request,) = receiver.received
@@ -329,7 +329,7 @@ def test_an_endpoint_failing_for_days_is_disabled_with_the_reason(deps, db_sessi
     # five days at a thousandth are 432 s: this endpoint has failed for longer
     hook.failing_since = utcnow() - timedelta(seconds=500)
     db_session.commit()
-    deliver_one(deps, new_owner())
+    deliver_next(deps, new_owner())
     off = endpoint(deps, hook.id)
     assert off.enabled is False
     assert off.disabled_reason.startswith("every attempt failed since")
@@ -339,7 +339,7 @@ def test_an_endpoint_failing_for_days_is_disabled_with_the_reason(deps, db_sessi
 def test_a_success_ends_an_endpoints_run_of_failures(deps, db_session, receiver):
     receiver.script = [500, 200]
     hook, _job, (msg_id,) = endpoint_with_message(db_session, receiver.url)
-    deliver_one(deps, new_owner())
+    deliver_next(deps, new_owner())
     assert endpoint(deps, hook.id).failing_since is not None
     settle(with_config(deps, time_scale=0.0), Clock(), msg_id)
     assert endpoint(deps, hook.id).failing_since is None
@@ -350,7 +350,7 @@ def test_a_lost_lease_is_taken_over_with_the_same_id_and_the_lost_attempt_marked
 ):
     hook, _job, (msg_id,) = endpoint_with_message(db_session, receiver.url)
     with timed.sessions() as session:  # a worker claims, then dies before calling
-        assert claim_next(session, owner="dead", now=clock(), config=timed.config) is not None
+        assert claim(session, owner="dead", now=clock(), config=timed.config)
         session.commit()
     assert deliver_due(timed, new_owner(), budget_s=5) == (0, False)  # leased
     clock.skip_to(message(timed, msg_id).lease_expires_at)
@@ -376,9 +376,9 @@ def test_at_most_n_messages_of_one_endpoint_are_leased_at_once(deps, db_session,
     claimed = []
     with deps.sessions() as session:
         for _ in range(4):
-            found = claim_next(session, owner="w", now=now, config=config)
-            if found is not None:
-                claimed.append(found.destination)
+            claimed += [
+                found.destination for found in claim(session, owner="w", now=now, config=config)
+            ]
             session.commit()
     assert sorted(claimed) == sorted([hook.id, hook.id, _other.id])
     assert elsewhere
@@ -422,7 +422,7 @@ def test_a_url_that_is_not_public_at_delivery_fails_without_a_connection(
 ):
     port = receiver.server.server_address[1]
     _hook, _job, (msg_id,) = endpoint_with_message(db_session, url.format(port=port))
-    deliver_one(with_config(deps, allow_private_urls=False), new_owner())
+    deliver_next(with_config(deps, allow_private_urls=False), new_owner())
     (logged,) = attempts(deps, msg_id)
     assert logged.error.startswith("refused URL")
     assert message(deps, msg_id).status is MessageStatus.FAILED
@@ -443,7 +443,7 @@ def test_a_name_that_rebinds_to_loopback_after_registration_is_refused_at_delive
     assert created.status_code == 201, created.json  # public when registered
     finished_job(db_session, caller.tenant_id)
     (msg_id,) = dispatch_now(deps, db_session)
-    deliver_one(with_config(deps, allow_private_urls=False), new_owner())
+    deliver_next(with_config(deps, allow_private_urls=False), new_owner())
     assert attempts(deps, msg_id)[0].error.startswith("refused URL")
     assert message(deps, msg_id).status is MessageStatus.FAILED
     assert receiver.count() == 0
@@ -470,3 +470,71 @@ def test_delivery_reads_its_settings():
     assert (config.timeout_s, config.endpoint_concurrency, config.disable_after_s) == (3, 4, 60)
     assert (config.time_scale, config.allow_private_urls) == (0.5, True)
     assert DeliveryConfig.from_settings(Settings()).timeout_s == 15.0
+
+
+def more_messages(deps, db_session, hook, count: int) -> list[str]:
+    for _ in range(count):
+        finished_job(db_session, hook.tenant_id)
+    return dispatch_now(deps, db_session)
+
+
+def test_a_batch_takes_up_to_half_an_endpoints_room_and_sends_each(deps, db_session, receiver):
+    hook, _job, first = endpoint_with_message(db_session, receiver.url)
+    later = more_messages(deps, db_session, hook, 5)
+    # room 4: a batch of 2; then room 4 again (nothing left leased): 2, then 2
+    narrow = with_config(deps, endpoint_concurrency=4, batch=5)
+    assert [deliver_next(narrow, new_owner()) for _ in range(4)] == [2, 2, 2, 0]
+    assert sorted(r.webhook_id for r in receiver.received) == sorted(first + later)
+    for message_id in first + later:
+        assert message(deps, message_id).status is MessageStatus.DELIVERED
+        (only,) = attempts(deps, message_id)
+        assert only.status_code == 200
+        receiver_copy = next(r for r in receiver.received if r.webhook_id == message_id)
+        receiver_copy.verify(hook.secret)
+
+
+def test_a_failed_attempt_ends_the_batch_and_hands_the_rest_back_as_found(
+    deps, db_session, receiver
+):
+    receiver.script = [500]
+    hook, _job, (oldest,) = endpoint_with_message(db_session, receiver.url)
+    later = more_messages(deps, db_session, hook, 2)
+    # a replay's trigger is kept when it is handed back
+    db_session.execute(
+        update(WebhookMessage)
+        .where(WebhookMessage.id == later[0])
+        .values(next_attempt_trigger=AttemptTrigger.REPLAY)
+    )
+    db_session.commit()
+    wide = with_config(deps, endpoint_concurrency=10)
+
+    assert deliver_next(wide, new_owner()) == 1
+    assert [r.webhook_id for r in receiver.received] == [oldest]
+    assert message(deps, oldest).attempt_count == 1
+    for message_id in later:
+        handed_back = message(deps, message_id)
+        assert handed_back.status is MessageStatus.PENDING
+        assert handed_back.attempt_count == 0
+        assert handed_back.lease_owner is None
+        assert handed_back.lease_expires_at is None
+        assert handed_back.last_attempt_at is None
+        assert attempts(deps, message_id) == []
+    assert message(deps, later[0]).next_attempt_trigger is AttemptTrigger.REPLAY
+
+    deliver_due(wide, new_owner(), budget_s=5)
+    assert [a.trigger for a in attempts(deps, later[0])] == [AttemptTrigger.REPLAY]
+    assert all(message(deps, m).status is MessageStatus.DELIVERED for m in later)
+
+
+def test_a_slow_answer_ends_the_batch(deps, db_session, receiver):
+    hook, _job, _first = endpoint_with_message(db_session, receiver.url)
+    more_messages(deps, db_session, hook, 2)
+    slow = with_config(deps, endpoint_concurrency=10, batch_slow_s=0.0)
+    assert [deliver_next(slow, new_owner()) for _ in range(4)] == [1, 1, 1, 0]
+
+
+def test_a_batch_ends_when_its_lease_could_not_cover_another_call(deps, db_session, receiver):
+    hook, _job, _first = endpoint_with_message(db_session, receiver.url)
+    more_messages(deps, db_session, hook, 2)
+    short = with_config(deps, endpoint_concurrency=10, lease_s=2.5, timeout_s=2.0)
+    assert deliver_next(short, new_owner()) == 1
