@@ -15,7 +15,7 @@ from flask_limiter.util import get_remote_address
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from api import batches, jobs, system, webhooks
+from api import batches, jobs, metrics, system, webhooks
 from api.blueprint import Api
 from api.context import (
     AUTH_CACHE,
@@ -98,13 +98,20 @@ def create_app(
     app.extensions[CELERY] = celery or create_celery(settings)
     app.teardown_appcontext(close_db)
 
+    # first: requests the guard or the limiter refuse are timed too; serves /metrics
+    metrics.init_app(app)
     # before the limiter's own hook, so that limits are counted per tenant
     app.before_request(_guard)
     limiter = Limiter(
         key_func=_rate_key,
         application_limits=[lambda: _tenant_limit(settings)],
         storage_uri=settings.redis_url,
-        storage_options={"socket_connect_timeout": 1, "socket_timeout": 1},
+        # "memory://" (standalone): each process counts its own requests
+        storage_options=(
+            {"socket_connect_timeout": 1, "socket_timeout": 1}
+            if settings.redis_url.startswith(("redis", "unix"))
+            else {}
+        ),
         strategy="fixed-window",
         swallow_errors=True,
         headers_enabled=False,

@@ -8,9 +8,12 @@ never stored.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -88,10 +91,14 @@ def api_command(
     """Serve the REST API with gunicorn."""
     from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]  # noqa: PLC0415
 
-    from api.app import create_app  # noqa: PLC0415
-
     settings = _settings()
     options = gunicorn_options(f"{host}:{port}", workers, threads, access_log, worker_class)
+    # before prometheus_client is first imported (by api.app's modules): it picks its
+    # multiprocess mode from the environment then, and the workers inherit it
+    metrics_dir, made_here = _metrics_dir()
+    options["child_exit"] = _metrics_child_exit
+
+    from api.app import create_app  # noqa: PLC0415
 
     class Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -101,7 +108,36 @@ def api_command(
         def load(self) -> Any:
             return create_app(settings)
 
-    Server().run()
+    try:
+        Server().run()
+    finally:
+        if made_here:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _metrics_dir() -> tuple[Path, bool]:
+    """The directory where the API's processes keep their request metrics (api/metrics.py),
+    empty, and exported as ``PROMETHEUS_MULTIPROC_DIR``; True when made here (a
+    temporary one, removed on exit) rather than given by the operator."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        # the files of a previous run would be added to this one's
+        for stale in path.glob("*.db"):
+            stale.unlink()
+    else:
+        path = Path(tempfile.mkdtemp(prefix="reelyard-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return path, not given
+
+
+def _metrics_child_exit(_server: object, worker: Any) -> None:
+    """gunicorn's hook: a worker that exited stops counting in the live gauges (its
+    counters and histograms are kept, so totals do not go down)."""
+    from prometheus_client import multiprocess  # noqa: PLC0415
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
 @click.command("migrate")

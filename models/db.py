@@ -22,6 +22,10 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+#: how long a writer waits for SQLite's single write lock before it fails
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
 def make_engine(url: str, *, pool_size: int = 10, **options: Any) -> Engine:
     """An engine for ``url``; on SQLite, foreign keys are enforced as on PostgreSQL."""
     url = normalize_url(url)
@@ -39,8 +43,15 @@ def make_engine(url: str, *, pool_size: int = 10, **options: Any) -> Engine:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """Foreign keys enforced; for a file shared by several processes (standalone): WAL,
+    so readers never wait on the writer; writers wait their turn (``busy_timeout``)
+    instead of failing; commits durable against a crash of the process, not of the
+    machine (``synchronous=NORMAL``, WAL's usual setting)."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 

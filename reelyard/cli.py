@@ -22,7 +22,9 @@ import click  # noqa: E402
 
 from api.commands import api_command, keys_group, migrate_command, tenants_group  # noqa: E402
 from reelyard import __version__  # noqa: E402
+from reelyard.standalone import standalone_command  # noqa: E402
 from workers.commands import beat_command, worker_command  # noqa: E402
+from workers.flower import flower_command  # noqa: E402
 
 #: a draft is a small JSON document; anything larger is not one
 MAX_DRAFT_BYTES = 10 * 1024 * 1024
@@ -188,6 +190,17 @@ main.add_command(tenants_group)  # reelyard tenants create NAME
 main.add_command(keys_group)  # reelyard keys create TENANT / revoke PREFIX
 main.add_command(worker_command)  # reelyard worker [-Q pipeline|edit]
 main.add_command(beat_command)  # reelyard beat
+
+# the client of a running API (docs/cli.md)
+from reelyard import client_cli  # noqa: E402
+
+main.add_command(client_cli.submit_command)  # reelyard submit IMAGE... --prompt TEXT
+main.add_command(client_cli.jobs_group)  # reelyard jobs list / show / cancel / events
+main.add_command(client_cli.revise_command)  # reelyard revise JOB --prompt TEXT
+main.add_command(client_cli.download_command)  # reelyard download JOB -o FILE
+main.add_command(client_cli.webhooks_group)  # reelyard webhooks verify
+main.add_command(flower_command)  # reelyard flower
+main.add_command(standalone_command)  # reelyard standalone
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/reelyard"
@@ -117,6 +117,18 @@ def _schedule(environ: Mapping[str, str], name: str) -> tuple[float, ...]:
     return values
 
 
+def _basic_auth(environ: Mapping[str, str], name: str) -> str | None:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return None
+    for credential in raw.split(","):
+        user, _, password = credential.partition(":")
+        if not user.strip() or not password:
+            # the value is a password: never echo it
+            raise SettingsError(f"{name}: expected user:password (several separated by commas)")
+    return raw
+
+
 def _rate_limits(raw: str, name: str) -> str:
     parts = [part for part in raw.split(";") if part.strip()]
     if not parts or not all(_RATE.match(part) for part in parts):
@@ -155,6 +167,9 @@ class Settings:
     #: seconds a live event stream stays open before the client reconnects
     #: with ``Last-Event-ID`` (``REELYARD_EVENTS_STREAM_S``)
     events_stream_s: float = 300.0
+    #: a bearer token ``GET /metrics`` requires when set (``REELYARD_METRICS_TOKEN``;
+    #: unset: the endpoint is open, for a scraper on a private network)
+    metrics_token: str | None = field(default=None, repr=False)
 
     # the pipeline (workers/)
     #: multiplies every wait the pipeline schedules: backoff, the reads after a broken
@@ -211,6 +226,14 @@ class Settings:
     #: (``REELYARD_WEBHOOK_PARALLEL``)
     webhook_parallel: int = 50
 
+    # operations
+    #: Flower's HTTP basic auth, ``user:password``, several separated by commas
+    #: (``REELYARD_FLOWER_BASIC_AUTH``); ``reelyard flower`` refuses to start without it
+    #: unless ``standalone`` or ``--no-auth``
+    flower_basic_auth: str | None = field(default=None, repr=False)
+    #: everything on one machine for trying it out (``REELYARD_STANDALONE``)
+    standalone: bool = False
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read the settings from ``environ`` (the process environment by default)."""
@@ -237,6 +260,7 @@ class Settings:
             auth_cache_s=_float(env, "REELYARD_AUTH_CACHE_S", 10.0, zero_allowed=True),
             events_poll_s=_float(env, "REELYARD_EVENTS_POLL_S", 1.0),
             events_stream_s=_float(env, "REELYARD_EVENTS_STREAM_S", 300.0),
+            metrics_token=env.get("REELYARD_METRICS_TOKEN", "").strip() or None,
             time_scale=_float(env, "REELYARD_TIME_SCALE", 1.0, zero_allowed=True),
             lease_s=_float(env, "REELYARD_LEASE_S", 120.0),
             render_poll_s=_float(env, "REELYARD_RENDER_POLL_S", 30.0, zero_allowed=True),
@@ -259,6 +283,8 @@ class Settings:
             webhook_disable_after_s=_float(env, "REELYARD_WEBHOOK_DISABLE_AFTER_S", 5 * 86400.0),
             webhook_sweep_every_s=_float(env, "REELYARD_WEBHOOK_SWEEP_EVERY_S", 5.0),
             webhook_parallel=_positive_int(env, "REELYARD_WEBHOOK_PARALLEL", 50),
+            flower_basic_auth=_basic_auth(env, "REELYARD_FLOWER_BASIC_AUTH"),
+            standalone=_flag(env, "REELYARD_STANDALONE", default=False),
         )
         if settings.webhook_lease_s <= settings.webhook_timeout_s:
             # a lease shorter than an attempt would hand a message to a second worker

@@ -26,6 +26,7 @@ import threading
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
@@ -45,6 +46,8 @@ RUN_STAGE_TASK = "reelyard.pipeline.run_stage"
 #: seconds a reserved, unacknowledged message stays invisible; every countdown the
 #: pipeline uses must stay below it
 VISIBILITY_TIMEOUT_S = 3600
+#: how often a consumer of the filesystem broker (standalone) looks for messages
+FILESYSTEM_POLL_S = 0.1
 #: seconds to wait for the broker when publishing, so a dead broker costs little
 PUBLISH_TIMEOUT_S = 1.0
 
@@ -71,6 +74,35 @@ WEBHOOKS_QUEUE = "webhooks"
 #: httpx timeouts, the SSE heartbeat and turn limits, the job's deadline)
 SHORT_SOFT_LIMIT_S = 300
 SHORT_HARD_LIMIT_S = 360
+
+
+def transport_options(broker_url: str) -> dict[str, Any]:
+    """The broker's transport options (see :func:`create_celery`).
+
+    ``filesystem://<dir>`` (the standalone mode's broker, kombu's filesystem
+    transport): messages are files in ``<dir>/queue``; a consumer takes one by renaming
+    it into ``<dir>/processed`` (on the same file system, so exactly one consumer gets
+    it), and the fan-out tables (worker events, remote control) are in
+    ``<dir>/control``. Polled every :data:`FILESYSTEM_POLL_S`.
+    """
+    if not broker_url.startswith("filesystem://"):
+        return {
+            "visibility_timeout": VISIBILITY_TIMEOUT_S,
+            "socket_connect_timeout": PUBLISH_TIMEOUT_S,
+            "socket_timeout": PUBLISH_TIMEOUT_S,
+        }
+    root = Path(broker_url.removeprefix("filesystem://") or "broker")
+    folders = {name: root / name for name in ("queue", "processed", "control")}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    return {
+        "data_folder_in": str(folders["queue"]),
+        "data_folder_out": str(folders["queue"]),
+        "store_processed": True,
+        "processed_folder": str(folders["processed"]),
+        "control_folder": str(folders["control"]),
+        "polling_interval": FILESYSTEM_POLL_S,
+    }
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -121,11 +153,7 @@ def create_celery(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        broker_transport_options={
-            "visibility_timeout": VISIBILITY_TIMEOUT_S,
-            "socket_connect_timeout": PUBLISH_TIMEOUT_S,
-            "socket_timeout": PUBLISH_TIMEOUT_S,
-        },
+        broker_transport_options=transport_options(settings.broker_url),
         broker_connection_timeout=PUBLISH_TIMEOUT_S,
         broker_connection_retry_on_startup=True,
         # a publish that fails is not retried here: the reconciler is the retry

@@ -72,6 +72,7 @@ from reelyard.outbound import (
 )
 from reelyard.settings import DEFAULT_WEBHOOK_SCHEDULE_S, Settings
 from reelyard.webhooks import body_of, fan_out_events, headers_for
+from workers import webhooks_sqlite
 
 log = logging.getLogger(__name__)
 
@@ -539,6 +540,8 @@ def claim(
     connection = session.connection()
     params: dict[str, Any] = {"now": now, "per_destination": config.endpoint_concurrency}
     expires = now + timedelta(seconds=config.lease_s)
+    if connection.dialect.name == "sqlite":
+        return _claim_sqlite(session, owner=owner, now=now, expires=expires, config=config)
     tried: list[str] = []
     rows: Sequence[Any] = ()
     while not rows and len(tried) < PICKS:
@@ -602,6 +605,54 @@ def claim(
     return claimed
 
 
+def _claim_sqlite(
+    session: Session, *, owner: str, now: datetime, expires: datetime, config: DeliveryConfig
+) -> list[Claimed]:
+    """:func:`claim` on SQLite: one message at a time (workers/webhooks_sqlite.py)."""
+    found = webhooks_sqlite.lease_one(
+        session,
+        owner=owner,
+        now=now,
+        expires=expires,
+        per_destination=config.endpoint_concurrency,
+    )
+    if found is None:
+        return []
+    message, attempt_id, trigger = found
+    if message.attempt_count > 1:  # an earlier attempt may have been cut off
+        session.execute(
+            _INTERRUPTED,
+            {"message_id": message.id, "attempt_id": attempt_id, "error": INTERRUPTED_ERROR},
+        )
+    endpoint: dict[str, Any] = {"failing_since": None}
+    if message.endpoint_id is not None:
+        endpoint = webhooks_sqlite.endpoint_secrets(session, message.endpoint_id)
+        secrets = live_secrets(
+            endpoint["secret"],
+            endpoint["previous_secret"],
+            endpoint["previous_secret_expires_at"],
+            now,
+        )
+    else:
+        secrets = signing_secrets(session, message, now)
+    return [
+        Claimed(
+            message_id=message.id,
+            tenant_id=message.tenant_id,
+            endpoint_id=message.endpoint_id,
+            url=message.url,
+            payload=message.payload,
+            attempt_count=message.attempt_count,
+            trigger=AttemptTrigger(trigger),
+            attempt_id=attempt_id,
+            secrets=secrets,
+            failing_since=endpoint["failing_since"],
+            previous_attempt_at=None,
+            lease_expires_at=expires,
+        )
+    ]
+
+
 def release(session: Session, unsent: Sequence[Claimed], *, owner: str) -> None:
     """Hand back claimed messages that were not attempted, as the claim found them (the
     caller commits): due at once for whichever loop claims next."""
@@ -621,6 +672,10 @@ def release(session: Session, unsent: Sequence[Claimed], *, owner: str) -> None:
 
 def count_due(session: Session, *, now: datetime, config: DeliveryConfig, limit: int) -> int:
     """Messages a claim could take now (at most ``limit``): how many loops to start."""
+    if session.get_bind().dialect.name == "sqlite":
+        return webhooks_sqlite.count_due(
+            session, now=now, per_destination=config.endpoint_concurrency, limit=limit
+        )
     return int(
         session.execute(
             _COUNT_DUE,
@@ -662,38 +717,37 @@ def record(
         failing_since=failing_since,
         rand=rand,
     )
-    settled = (
-        session.connection()
-        .execute(
-            _RECORD,
-            {
-                "attempt_id": claimed.attempt_id,
-                "duration_ms": duration_ms,
-                "status_code": outcome.status_code,
-                "response_body": outcome.response_body,
-                "error": outcome.error,
-                "endpoint_id": claimed.endpoint_id,
-                "message_id": claimed.message_id,
-                "owner": owner,
-                "status": decision.status.value,
-                "next_attempt_at": decision.next_attempt_at,
-                "delivered": delivered,
-                "now": now,
-            },
-        )
-        .scalar_one()
-    )
+    values = {
+        "attempt_id": claimed.attempt_id,
+        "duration_ms": duration_ms,
+        "status_code": outcome.status_code,
+        "response_body": outcome.response_body,
+        "error": outcome.error,
+        "endpoint_id": claimed.endpoint_id,
+        "message_id": claimed.message_id,
+        "owner": owner,
+        "status": decision.status.value,
+        "next_attempt_at": decision.next_attempt_at,
+        "delivered": delivered,
+        "now": now,
+    }
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    if sqlite:
+        settled = webhooks_sqlite.record(session, values)
+    else:
+        settled = session.connection().execute(_RECORD, values).scalar_one()
     if not settled:
         return None
     if decision.slow_endpoint_until is not None:
-        session.execute(
-            _SLOW_DOWN,
-            {
-                "until": decision.slow_endpoint_until,
-                "destination": claimed.destination,
-                "now": now,
-            },
-        )
+        slowed: dict[str, Any] = {
+            "until": decision.slow_endpoint_until,
+            "destination": claimed.destination,
+            "now": now,
+        }
+        if sqlite:
+            webhooks_sqlite.slow_down(session, **slowed)
+        else:
+            session.execute(_SLOW_DOWN, slowed)
     if (
         decision.disable_reason is not None
         and claimed.endpoint_id is not None
@@ -869,12 +923,7 @@ def _start(deps: WebhookDeps, start_loops: Callable[[int], None], started: int) 
 def _undispatched(session: Session) -> bool:
     """Whether an event is waiting for fan-out (one that had no destination leaves
     ``fan_out`` answering no ids while others wait behind it)."""
-    return (
-        session.execute(
-            text(
-                "SELECT 1 FROM outbox_events WHERE dispatched_at IS NULL"
-                " LIMIT 1 FOR UPDATE SKIP LOCKED"
-            )
-        ).first()
-        is not None
-    )
+    query = "SELECT 1 FROM outbox_events WHERE dispatched_at IS NULL LIMIT 1"
+    if session.get_bind().dialect.name != "sqlite":  # SQLite has one writer, no row locks
+        query += " FOR UPDATE SKIP LOCKED"
+    return session.execute(text(query)).first() is not None
