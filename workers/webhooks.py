@@ -528,7 +528,8 @@ def claim(
     """Lease up to ``batch`` due messages of one destination and start their attempts;
     oldest first (empty: nothing could be claimed).
 
-    In the caller's transaction (the caller commits). The first statement picks the
+    In the caller's transaction (the caller commits), which must hold nothing else: a
+    destination found full is let go of by rolling back. The first statement picks the
     destination of the oldest due message whose destination has room and takes that
     destination's advisory lock (held to the commit); the second, whose snapshot sees
     every claim of the destination committed before the lock was granted, counts its
@@ -545,6 +546,10 @@ def claim(
     tried: list[str] = []
     rows: Sequence[Any] = ()
     while not rows and len(tried) < PICKS:
+        if tried:  # let go of the full destination's lock before taking another's:
+            # holding one while waiting for the next could deadlock with another claim
+            session.rollback()
+            connection = session.connection()
         destination = connection.execute(_PICK, {**params, "tried": tried}).scalar_one_or_none()
         if destination is None:
             return []
