@@ -57,6 +57,9 @@ class Studio:
         self.faults.update_from_text(config.faults)
         self.store = Store(config, self.faults)
         self.renders = RenderPool(config, self.store, self.faults)
+        # loaded from a state file: what a stopped studio had not finished goes on
+        for render in self.store.unfinished_renders():
+            self.renders.resume(render, self.media_dir(render.session_id))
 
     def media_dir(self, session_id: str) -> Path:
         return self.config.data_dir / "sessions" / session_id / "media"

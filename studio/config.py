@@ -9,6 +9,13 @@ Variables (default in brackets):
 - ``STUDIO_PUBLIC_URL``: base of the URLs it hands out for media and renders
   [http://HOST:PORT]
 - ``STUDIO_DATA_DIR``: uploads and renders [./.reelyard/studio]
+- ``STUDIO_PERSIST``: keep tokens, credits, sessions, renders and the ledger in a file
+  (see :mod:`studio.persist`), so that a restarted studio (even one killed with
+  SIGKILL) carries on where it was and resumes unfinished renders; faults are not kept
+  [0: in memory only]
+- ``STUDIO_STATE_FILE``: that file; setting it turns ``STUDIO_PERSIST`` on
+  [DATA_DIR/state.sqlite3]. A file the studio cannot read is refused at start, never
+  dropped
 - ``STUDIO_TIME_SCALE``: multiplies every simulated duration; 0.01 in tests [1.0]
 - ``STUDIO_FAULTS``: faults from the start, JSON (see :mod:`studio.faults`) [none]
 - ``STUDIO_SEED``: seed of its random choices, for repeatable runs [random]
@@ -87,6 +94,8 @@ class StudioConfig:
     port: int = 8600
     public_url: str | None = None
     data_dir: Path = Path(".reelyard/studio")
+    #: where the state is kept across restarts; None keeps it in memory only
+    state_file: Path | None = None
     time_scale: float = 1.0
     faults: str = ""
     seed: int | None = None
@@ -125,11 +134,19 @@ class StudioConfig:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> StudioConfig:
         env = os.environ if environ is None else environ
         reader = _Reader(env)
+        data_dir = Path(reader.text("STUDIO_DATA_DIR", ".reelyard/studio"))
+        state_file = reader.state_file(data_dir)
+        if state_file is not None:
+            # refused here, before the server starts, with one line naming the file
+            from studio.persist import check_state_file  # noqa: PLC0415 (it imports this module)
+
+            check_state_file(state_file)
         return cls(
             host=reader.text("STUDIO_HOST", "127.0.0.1"),
             port=reader.integer("STUDIO_PORT", 8600, low=1, high=65535),
             public_url=env.get("STUDIO_PUBLIC_URL") or None,
-            data_dir=Path(reader.text("STUDIO_DATA_DIR", ".reelyard/studio")),
+            data_dir=data_dir,
+            state_file=state_file,
             time_scale=reader.number("STUDIO_TIME_SCALE", 1.0, low=0.0),
             faults=env.get("STUDIO_FAULTS", ""),
             seed=reader.optional_integer("STUDIO_SEED"),
@@ -229,6 +246,17 @@ class _Reader:
         except ValueError:
             options = ", ".join(e.value for e in type(default))
             raise ConfigError(f"{name} is one of {options}, not {raw!r}") from None
+
+    def state_file(self, data_dir: Path) -> Path | None:
+        """``STUDIO_STATE_FILE``, or the data directory's when only ``STUDIO_PERSIST``
+        is on; None when neither asks for persistence."""
+        path = self.env.get("STUDIO_STATE_FILE", "").strip()
+        persist = self.flag("STUDIO_PERSIST", default=bool(path))
+        if path and not persist:
+            raise ConfigError("STUDIO_STATE_FILE is set but STUDIO_PERSIST is 0: unset one")
+        if not persist:
+            return None
+        return Path(path) if path else data_dir / "state.sqlite3"
 
     def paid_tokens(self, name: str) -> dict[str, int]:
         raw = self.env.get(name, "").strip()

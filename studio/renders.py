@@ -6,6 +6,11 @@ least 30-60 s, as the real ones do (a quick ffmpeg render is held back); tests s
 that down. In no-render mode every export completes with one small file made once,
 so load tests measure orchestration, not ffmpeg. Cancelling stops a pending render
 before it starts and a running one at its next frame; it ends ``failed``.
+
+Stopping the studio stops the renders too, but does not fail them: with a state file
+they are still pending or processing, and the next studio resumes them from the start
+(:meth:`RenderPool.resume`; a partly written output is discarded), as the real service
+finishes a render through its own hiccups. A resumed render is not a new submission.
 """
 
 from __future__ import annotations
@@ -19,7 +24,14 @@ from pathlib import Path
 
 from studio.config import RenderMode, StudioConfig
 from studio.faults import Faults
-from studio.render import Quality, RenderCancelled, RenderError, RenderOptions, render_draft
+from studio.render import (
+    EncoderError,
+    Quality,
+    RenderCancelled,
+    RenderError,
+    RenderOptions,
+    render_draft,
+)
 from studio.store import Render, RenderStatus, Store
 
 log = logging.getLogger(__name__)
@@ -27,6 +39,8 @@ log = logging.getLogger(__name__)
 #: how long a render takes at the least, at time scale 1 (seconds, low and high)
 MIN_RENDER_S = (30.0, 60.0)
 STUCK_PROGRESS = 37.0
+#: times ffmpeg may fail on its own (killed from outside, crashed) before the render fails
+ENCODER_ATTEMPTS = 3
 CANCELLED = "the render was cancelled"
 
 
@@ -41,6 +55,8 @@ class RenderPool:
         )
         self._futures: dict[str, Future[None]] = {}
         self._premade_lock = threading.Lock()
+        #: set once the studio is stopping: renders it interrupts are left unfinished
+        self._stopping = False
 
     def output_path(self, render_id: str) -> Path:
         return self.output_dir / f"{render_id}.mp4"
@@ -48,7 +64,16 @@ class RenderPool:
     def submit(self, render: Render, media_dir: Path) -> None:
         self._futures[render.render_id] = self._executor.submit(self._run, render, media_dir)
 
+    def resume(self, render: Render, media_dir: Path) -> None:
+        """Render again one that a stopped studio left pending or processing (loaded from
+        the state file): whatever it had written of its output goes first."""
+        self.output_path(render.render_id).unlink(missing_ok=True)
+        for partial in self.output_dir.glob(f".{render.render_id}.mp4.*.partial"):
+            partial.unlink(missing_ok=True)
+        self.submit(render, media_dir)
+
     def cancel(self, render: Render) -> None:
+        self.store.update_render(render, cancel_requested=True)
         render.cancel.set()
         future = self._futures.get(render.render_id)
         if future is None:
@@ -58,18 +83,33 @@ class RenderPool:
             self._fail(render, CANCELLED)
 
     def shutdown(self) -> None:
+        self._stopping = True
         for render in list(self.store.renders.values()):
             render.cancel.set()
         self._executor.shutdown(wait=True, cancel_futures=True)
 
+    def _interrupted(self, render: Render) -> bool:
+        """Stopped by the studio stopping, not by a client (nor a reset): it is left as
+        it is, to be resumed."""
+        return self._stopping and not render.cancel_requested
+
+    def _stopped(self, render: Render) -> None:
+        """A client's cancel (or a reset) fails it; the studio stopping leaves it be."""
+        if not self._interrupted(render):
+            self._fail(render, CANCELLED)
+
     def _run(self, render: Render, media_dir: Path) -> None:
         if render.cancel.is_set():  # cancelled (or the studio reset) while it was queued
-            self._fail(render, CANCELLED)
+            self._stopped(render)
             return
         started = time.monotonic()
         minimum = self.faults.uniform(*MIN_RENDER_S) * self.config.time_scale
+        # a resumed render keeps when it first started, and its progress never goes back
         self.store.update_render(
-            render, status=RenderStatus.PROCESSING, started_at=self.store.clock(), progress=0.0
+            render,
+            status=RenderStatus.PROCESSING,
+            started_at=render.started_at or self.store.clock(),
+            progress=render.progress,
         )
         if self.faults.fires("render_stuck"):
             self.store.update_render(render, progress=STUCK_PROGRESS)
@@ -85,28 +125,45 @@ class RenderPool:
             if self.config.render_mode is RenderMode.NONE:
                 shutil.copyfile(self._premade(), target)
             else:
-                options = RenderOptions(
-                    quality=Quality(self.config.render_quality),
-                    cancel=render.cancel,
-                    progress=lambda done: self.store.update_render(
-                        render, progress=round(90 * done, 1)
-                    ),
-                )
-                render_draft(render.draft, media_dir, target, options)
+                self._render(render, media_dir, target)
             self._pace(render, started, minimum, render.progress, 99.0)
-        except RenderCancelled:
-            self._fail(render, CANCELLED)
-            return
-        except RenderError as exc:
-            self._fail(render, f"render failed: {exc}")
-            return
-        except Exception:
-            log.exception("render %s crashed", render.render_id)
-            self._fail(render, "render failed: internal error")
+        except Exception as exc:
+            # cancelled, or it broke because it was being stopped
+            if isinstance(exc, RenderCancelled) or render.cancel.is_set():
+                self._stopped(render)
+                return
+            if isinstance(exc, RenderError):
+                self._fail(render, f"render failed: {exc}")
+            else:
+                log.exception("render %s crashed", render.render_id)
+                self._fail(render, "render failed: internal error")
             return
         self.store.update_render(
             render, status=RenderStatus.COMPLETED, progress=100.0, completed_at=self.store.clock()
         )
+
+    def _render(self, render: Render, media_dir: Path, target: Path) -> None:
+        """Render the draft; an ffmpeg that fails on its own is started again (it may
+        have been killed along with the studio's process group, the studio staying up
+        a moment longer to stop gracefully), as the real service rides out a hiccup."""
+        options = RenderOptions(
+            quality=Quality(self.config.render_quality),
+            cancel=render.cancel,
+            progress=lambda done: self.store.update_render(
+                render, progress=max(render.progress, round(90 * done, 1))
+            ),
+        )
+        for attempt in range(1, ENCODER_ATTEMPTS + 1):
+            try:
+                render_draft(render.draft, media_dir, target, options)
+            except EncoderError as exc:
+                if render.cancel.is_set():
+                    raise RenderCancelled(CANCELLED) from exc
+                if attempt == ENCODER_ATTEMPTS:
+                    raise
+                log.warning("render %s: %s; rendering it again", render.render_id, exc)
+            else:
+                return
 
     def _pace(
         self, render: Render, started: float, minimum: float, low: float, high: float

@@ -3,6 +3,16 @@
 Everything lives in one process behind one lock (the studio stands for a remote
 service; it is not a system of record). The ledger records what the studio was asked,
 so that tests can prove that nothing was sent, charged, uploaded or rendered twice.
+
+With a state file (``STUDIO_PERSIST``), every mutation also writes the records it
+touched before it returns, under the same lock (:mod:`studio.persist`), and a new
+store loads them: the real service does not forget sessions, drafts, renders or
+credits when its client restarts, nor when it has a hiccup itself. Two exceptions,
+both about work the restart cut: a render's progress alone is written at most every
+:data:`PROGRESS_SAVE_S` (a resumed render starts again from its last saved
+progress), and credits frozen by a turn that was running are released on load (the
+turn is gone; the client asks again). Media files and render outputs are files under
+the data directory already; the state keeps their names.
 """
 
 from __future__ import annotations
@@ -12,17 +22,22 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from studio.config import StudioConfig
 from studio.envelopes import NemoFailure
 from studio.faults import Faults
 from studio.media import MediaFile
+from studio.persist import Key, Record, StateFile, StateFileError
 
 Clock = Callable[[], float]
+#: a render's progress alone is written to the state file at most this often (seconds):
+#: it moves at every frame, and a resumed render starts again anyway
+PROGRESS_SAVE_S = 1.0
 
 
 def iso(timestamp: float) -> str:
@@ -82,6 +97,8 @@ class Render:
     started_at: float | None = None
     completed_at: float | None = None
     error: str | None = None
+    #: a client asked to cancel it (kept, so that a restart does not undo the cancel)
+    cancel_requested: bool = False
     cancel: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -117,6 +134,11 @@ class Ledger:
         }
 
 
+def _fields_of(instance: Any, *left_out: str) -> dict[str, Any]:
+    """A dataclass's fields, shallow (``asdict`` deep-copies a draft on every write)."""
+    return {f.name: getattr(instance, f.name) for f in fields(instance) if f.name not in left_out}
+
+
 class Store:
     def __init__(self, config: StudioConfig, faults: Faults, clock: Clock = time.time) -> None:
         self.config = config
@@ -129,7 +151,24 @@ class Store:
         self.sessions: dict[str, Session] = {}
         self.renders: dict[str, Render] = {}
         self.ledger = Ledger()
-        self._add_paid_tokens()
+        #: when each render's progress was last written (monotonic seconds)
+        self._progress_saved: dict[str, float] = {}
+        self._state: StateFile | None = None
+        if config.state_file is not None:
+            self._state = StateFile(config.state_file)
+            try:
+                self._load(self._state.read(), config.state_file)
+            except BaseException:
+                self._state.close()
+                raise
+        self._saved(*self._add_paid_tokens())
+
+    def close(self) -> None:
+        """Let go of the state file (the studio is stopping)."""
+        with self.lock:
+            if self._state is not None:
+                self._state.close()
+                self._state = None
 
     def reset(self) -> None:
         with self.lock:
@@ -141,10 +180,19 @@ class Store:
                 render.cancel.set()
             self.renders.clear()
             self.ledger = Ledger()
-            self._add_paid_tokens()
+            self._progress_saved.clear()
+            added = self._add_paid_tokens()
+            if self._state is not None:
+                self._state.write({key: self._record(key) for key in added}, clear=True)
 
-    def _add_paid_tokens(self) -> None:
+    def _add_paid_tokens(self) -> list[Key]:
+        """The configured paid tokens that the store does not hold yet (a loaded state
+        keeps what was spent of them)."""
+        added: list[Key] = []
         for index, (token, credits) in enumerate(self.config.paid_tokens.items()):
+            if token in self.accounts:
+                continue
+            added.append(("account", token))
             self.accounts[token] = Account(
                 token=token,
                 user_id=f"user_paid_{index + 1}",
@@ -154,6 +202,96 @@ class Store:
                 available=credits,
                 paid=True,
             )
+        return added
+
+    def unfinished_renders(self) -> list[Render]:
+        """Renders still pending or processing, oldest first (to resume after a load)."""
+        with self.lock:
+            waiting = [r for r in self.renders.values() if not r.finished]
+        return sorted(waiting, key=lambda render: render.created_at)
+
+    # the state file
+
+    def _saved(self, *keys: Key) -> None:
+        """Write these records as they are now (gone ones are deleted); under the lock."""
+        if self._state is not None and keys:
+            self._state.write({key: self._record(key) for key in keys})
+
+    def _record(self, key: Key) -> Record | None:  # noqa: PLR0911 (a return per kind of record)
+        kind, name = key
+        if kind == "account":
+            account = self.accounts.get(name)
+            return _fields_of(account) if account else None
+        if kind == "client":
+            holder = self.by_client.get(name)
+            return {"token": holder.token} if holder else None
+        if kind == "address":
+            issued = self.issued_by_ip.get(name)
+            return {"issued": issued} if issued is not None else None
+        if kind == "session":
+            session = self.sessions.get(name)
+            if session is None:
+                return None
+            return _fields_of(session) | {"media": [asdict(m) for m in session.media]}
+        if kind == "render":
+            render = self.renders.get(name)
+            if render is None:
+                return None
+            return _fields_of(render, "cancel") | {"status": render.status.value}
+        if kind == "ledger.session":
+            parts: dict[str, dict[str, Any]] = {
+                "messages": self.ledger.messages,
+                "credits": self.ledger.credits,
+                "uploads": self.ledger.uploads,
+            }
+            found = {part: held[name] for part, held in parts.items() if name in held}
+            return found or None
+        if kind == "ledger.render":
+            return self.ledger.renders.get(name)
+        if kind == "ledger.tokens":
+            issued_tokens = self.ledger.tokens.get(name)
+            return {"issued": issued_tokens} if issued_tokens is not None else None
+        raise ValueError(f"no such record kind: {kind}")
+
+    def _load(self, records: dict[str, dict[str, Record]], path: Path) -> None:
+        """Become the state the file holds; a record that does not fit refuses it all."""
+        try:
+            self._decode(records)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise StateFileError(path, f"a record does not fit: {exc!r}") from None
+        # a turn that was running froze its credits; the restart cut it, so they go back
+        thawed = [a for a in self.accounts.values() if a.frozen]
+        for account in thawed:
+            account.available += account.frozen
+            account.frozen = 0
+        self._saved(*(("account", a.token) for a in thawed))
+
+    def _decode(self, records: dict[str, dict[str, Record]]) -> None:
+        for token, data in records.get("account", {}).items():
+            self.accounts[token] = Account(**data)
+        for client_id, data in records.get("client", {}).items():
+            self.by_client[client_id] = self.accounts[data["token"]]
+        for address, data in records.get("address", {}).items():
+            self.issued_by_ip[address] = [float(t) for t in data["issued"]]
+        for session_id, data in records.get("session", {}).items():
+            media = [MediaFile(**m) for m in data.pop("media")]
+            self.sessions[session_id] = Session(**data, media=media)
+        for render_id, data in records.get("render", {}).items():
+            render = Render(**{**data, "status": RenderStatus(data["status"])})
+            if render.cancel_requested:
+                render.cancel.set()
+            self.renders[render_id] = render
+        for session_id, data in records.get("ledger.session", {}).items():
+            if "messages" in data:
+                self.ledger.messages[session_id] = list(data["messages"])
+            if "credits" in data:
+                self.ledger.credits[session_id] = int(data["credits"])
+            if "uploads" in data:
+                self.ledger.uploads[session_id] = dict(data["uploads"])
+        for render_id, data in records.get("ledger.render", {}).items():
+            self.ledger.renders[render_id] = dict(data)
+        for client_id, data in records.get("ledger.tokens", {}).items():
+            self.ledger.tokens[client_id] = int(data["issued"])
 
     # tokens and credits
 
@@ -193,6 +331,12 @@ class Store:
             self.by_client[client_id] = account
             self.issued_by_ip[address] = [*recent, now]
             self.ledger.tokens[client_id] = self.ledger.tokens.get(client_id, 0) + 1
+            self._saved(
+                ("account", account.token),
+                ("client", client_id),
+                ("address", address),
+                ("ledger.tokens", client_id),
+            )
             return account
 
     def authenticate(self, authorization: str | None) -> Account:
@@ -208,7 +352,9 @@ class Store:
             limit = self.faults.number("token_expiry_after")
             if (limit is not None and account.calls > limit) or self.faults.fires("token_expiry"):
                 account.revoked = True
+                self._saved(("account", account.token))
                 raise NemoFailure(1001)
+            self._saved(("account", account.token))
             return account
 
     def balance(self, account: Account) -> dict[str, int]:
@@ -231,18 +377,21 @@ class Store:
                 )
             account.available -= cost
             account.frozen += cost
+            self._saved(("account", account.token))
 
     def release(self, account: Account, cost: int) -> None:
         """The work was refused after all: its frozen credits go back."""
         with self.lock:
             account.frozen -= cost
             account.available += cost
+            self._saved(("account", account.token))
 
     def settle(self, account: Account, session_id: str, cost: int) -> None:
         """The turn is done: its frozen credits are spent."""
         with self.lock:
             account.frozen -= cost
             self.ledger.credits[session_id] = self.ledger.credits.get(session_id, 0) + cost
+            self._saved(("account", account.token), ("ledger.session", session_id))
 
     # sessions
 
@@ -258,6 +407,7 @@ class Store:
         )
         with self.lock:
             self.sessions[session.session_id] = session
+            self._saved(("session", session.session_id))
         return session
 
     def session(self, account: Account, session_id: Any, user: str = "me") -> Session:
@@ -274,6 +424,7 @@ class Store:
                 raise NemoFailure(1002)
             if self.clock() >= session.expires_at or self.faults.fires("session_loss"):
                 del self.sessions[session_id]
+                self._saved(("session", session_id))
                 raise NemoFailure(1002)
             return session
 
@@ -283,10 +434,12 @@ class Store:
             counts = self.ledger.uploads.setdefault(session.session_id, {})
             for media in files:
                 counts[media.hash] = counts.get(media.hash, 0) + 1
+            self._saved(("session", session.session_id), ("ledger.session", session.session_id))
 
     def set_draft(self, session: Session, draft: dict[str, Any]) -> None:
         with self.lock:
             session.draft = draft
+            self._saved(("session", session.session_id))
 
     def record_message(self, session: Session, text: str, kind: str, cost: int) -> dict[str, Any]:
         with self.lock:
@@ -300,6 +453,7 @@ class Store:
             }
             messages.append(entry)
             session.turns += 1
+            self._saved(("session", session.session_id), ("ledger.session", session.session_id))
             return entry
 
     # renders
@@ -308,6 +462,7 @@ class Store:
         with self.lock:
             entry = self.ledger.renders.setdefault(render_id, {"submissions": 0, "status": None})
             entry["submissions"] += 1
+            self._saved(("ledger.render", render_id))
 
     def add_render(self, render: Render) -> None:
         """Register a new render id; 4009 if the id was used before."""
@@ -316,6 +471,7 @@ class Store:
                 raise NemoFailure(4009, f"render id {render.render_id} already exists")
             self.renders[render.render_id] = render
             self.ledger.renders[render.render_id]["status"] = render.status.value
+            self._saved(("render", render.render_id), ("ledger.render", render.render_id))
 
     def update_render(self, render: Render, **changes: Any) -> None:
         with self.lock:
@@ -324,6 +480,15 @@ class Store:
             entry = self.ledger.renders.get(render.render_id)
             if entry is not None:
                 entry["status"] = render.status.value
+            now = time.monotonic()
+            last_saved = self._progress_saved.get(render.render_id, -PROGRESS_SAVE_S)
+            if changes.keys() == {"progress"} and now - last_saved < PROGRESS_SAVE_S:
+                return
+            if render.finished:
+                self._progress_saved.pop(render.render_id, None)
+            else:
+                self._progress_saved[render.render_id] = now
+            self._saved(("render", render.render_id), ("ledger.render", render.render_id))
 
     def render(self, render_id: str, account: Account) -> Render:
         with self.lock:
