@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 # Benchmark scripts run as files, so benchmarks/ is first on their path: no benchmark may be
 # named like a package of ours (benchmarks/studio.py would hide the studio package).
-.PHONY: install test lint format typecheck pytest bench-render bench-studio bench-api bench-pipeline bench-inflight bench-webhooks clean
+.PHONY: install demo test lint format typecheck pytest bench-render bench-studio bench-api bench-pipeline bench-inflight bench-webhooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Issue 9: the main job end to end on this machine, with `reelyard standalone` (SQLite and
+# a broker in files: no PostgreSQL, no Redis): two videos into demo-output/, verified
+# webhooks; exits non-zero if a step failed (demo/run.py says which)
+demo: $(STAMP)
+	$(BIN)/python demo/run.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
