@@ -62,7 +62,6 @@ import httpx
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from reelyard.client import ClientError, connect, resolve_config
 from reelyard.client_cli import result_line
 
 HOST: Final = "127.0.0.1"
@@ -548,27 +547,7 @@ class Cli:
         (``workers.decisions.compose_instruction``): "make it square" on a job made
         with ``aspect_ratio`` 9:16 needs ``aspect_ratio`` 1:1 in the revision's options.
         """
-        _, help_text, _ = self.call(["revise", "--help"], stdout="capture")
-        if "--aspect" in help_text:
-            return self.followed(
-                ["revise", job_id, "--prompt", prompt, "--aspect", aspect, "--wait"]
-            )
-        # this `reelyard revise` takes no options (a revision made with it keeps 9:16):
-        # the revision through the client library, and the CLI follows the new job
-        say(click.style(f"$ (POST /v1/jobs/{job_id}/revisions, aspect_ratio {aspect})", fg="cyan"))
-        try:
-            with connect(resolve_config(None, None, self.env)) as client:
-                revision = client.revise_job(
-                    job_id, {"prompt": prompt, "options": {"aspect_ratio": aspect}}
-                )
-        except ClientError as exc:
-            raise StepFailed(f"the revision was refused: {exc}") from None
-        revision_id = str(revision["id"])
-        say(f"{revision_id} {revision.get('status')} (revises {job_id})")
-        args = ["jobs", "events", revision_id, "--follow"]
-        self.show(args)
-        code, _, _ = self.call(args, timeout_s=JOB_TIMEOUT_S)
-        return self.finished(revision_id, code, "jobs events")
+        return self.followed(["revise", job_id, "--prompt", prompt, "--aspect", aspect, "--wait"])
 
     def json(self, *args: str) -> dict[str, Any]:
         code, out, err = self.call([*args, "--json"], stdout="capture")

@@ -472,6 +472,11 @@ def submit_command(
 @click.command("revise")
 @click.argument("job_id", metavar="JOB")
 @click.option("--prompt", required=True, help="The new instruction for the finished video.")
+@click.option("--aspect", type=click.Choice(ASPECT_RATIOS), help="New aspect ratio  [the parent's]")
+@click.option("--resolution", type=click.Choice(RESOLUTIONS), help="[the parent's]")
+@click.option("--duration", type=click.FloatRange(3, 600), help="New length in seconds.")
+@click.option("--title", help="New title.")
+@click.option("--music", metavar="on|off|URL", help="[the parent's]")
 @click.option("--idempotency-key", metavar="KEY", help="Revising again with it is a no-op.")
 @click.option("--wait", is_flag=True, help="Show progress until the new job ends.")
 @client_options
@@ -479,15 +484,29 @@ def revise_command(
     *,
     job_id: str,
     prompt: str,
+    aspect: str | None,
+    resolution: str | None,
+    duration: float | None,
+    title: str | None,
+    music: str | None,
     idempotency_key: str | None,
     wait: bool,
     api_url: str | None,
     api_key: str | None,
     as_json: bool,
 ) -> None:
-    """Revise succeeded JOB with a new instruction: a new job on the same editor session."""
+    """Revise succeeded JOB with a new instruction: a new job on the same editor session.
+
+    The revision keeps the parent's options except those given here; an option
+    outweighs the prompt (say "make it square" and pass --aspect 1:1)."""
+    changes = job_options(
+        aspect_ratio=aspect, resolution=resolution, duration_s=duration, title=title, music=music
+    )
+    body: dict[str, Any] = {"prompt": prompt}
+    if changes:
+        body["options"] = changes
     with api_client(api_url, api_key) as client:
-        job = client.revise_job(job_id, {"prompt": prompt}, idempotency_key=idempotency_key)
+        job = client.revise_job(job_id, body, idempotency_key=idempotency_key)
         revision_id = str(job["id"])
         if not wait:
             _print_job_or(job, f"{revision_id} {job.get('status')}", as_json=as_json)

@@ -134,6 +134,8 @@ def environment(layout: Layout, ports: Ports, host: str) -> dict[str, str]:
         # held is taken up again within seconds of the restart, not minutes
         "REELYARD_LEASE_S": os.environ.get("REELYARD_LEASE_S", "20"),
         "REELYARD_RECONCILE_EVERY_S": os.environ.get("REELYARD_RECONCILE_EVERY_S", "5"),
+        # the studio here renders a video in seconds: look every 2 s, not every 30 s
+        "REELYARD_RENDER_POLL_S": os.environ.get("REELYARD_RENDER_POLL_S", "2"),
         "NEMO_API_BASE": f"http://{host}:{ports.studio}",
         "STUDIO_DATA_DIR": str(root / "studio"),
         "STUDIO_PERSIST": "1",
@@ -396,7 +398,12 @@ def standalone_command(  # noqa: PLR0917 (click passes options by name)
     """Run everything on this machine: studio, API, workers, beat and Flower, on SQLite
     and a broker in files under the data directory. Ctrl-C stops it; again forces."""
     layout = Layout(data_dir.resolve())
-    layout.root.mkdir(parents=True, exist_ok=True)
+    try:
+        layout.root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot use {layout.root} as the data directory: {exc.strerror}"
+        ) from None
     ports = Ports(api=api_port, studio=studio_port, flower=flower_port)
     env = environment(layout, ports, host)
     with _only_one(layout.root):

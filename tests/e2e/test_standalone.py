@@ -270,3 +270,19 @@ def test_two_standalones_cannot_share_a_data_directory(standalone, tmp_path):
     assert len(second.stderr.strip().splitlines()) == 1
     standalone.signal(signal.SIGTERM)
     standalone.wait_gone()
+
+
+def test_a_data_directory_that_cannot_be_made_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    done = subprocess.run(
+        [sys.executable, "-m", "reelyard.cli", "standalone", "--data-dir", str(blocker / "x")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("Error: cannot use ")
+    assert len(done.stderr.strip().splitlines()) == 1

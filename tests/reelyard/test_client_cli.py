@@ -571,6 +571,18 @@ def test_revise_makes_a_new_job_and_waits_for_it(api, tmp_path):
     assert result.stdout.splitlines()[-1].startswith(f"{child} succeeded")
 
 
+def test_revise_changes_only_the_options_given(api, tmp_path):
+    parent = create_job(api)
+    succeed(api, parent, tmp_path)
+    result = cli(
+        ["revise", parent, "--prompt", "Make it square", "--aspect", "1:1", "--json"], api.env
+    )
+    assert result.exit_code == 0, result.output
+    child = json.loads(result.stdout)
+    parent_options = json.loads(cli(["jobs", "show", parent, "--json"], api.env).stdout)["options"]
+    assert child["options"] == {**parent_options, "aspect_ratio": "1:1"}
+
+
 def test_revising_a_job_that_did_not_succeed_is_rejected(api):
     job_id = create_job(api)
     result = cli(["revise", job_id, "--prompt", "Slower", "--json"], api.env)
