@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 # Benchmark scripts run as files, so benchmarks/ is first on their path: no benchmark may be
 # named like a package of ours (benchmarks/studio.py would hide the studio package).
-.PHONY: install demo test lint format typecheck pytest bench-render bench-studio bench-api bench-pipeline bench-inflight bench-webhooks clean
+.PHONY: install demo test lint format typecheck pytest bench-render bench-studio bench-api bench-pipeline bench-inflight bench-webhooks bench-broker clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -70,9 +70,15 @@ bench-inflight: $(STAMP)
 	$(BIN)/python benchmarks/inflight.py
 
 # Issue 8: webhook deliveries per second from one worker host (`reelyard worker -Q webhooks`,
-# its default pool) to a loopback receiver; ends with {"deliveries", "deliveries_per_s", "errors"}.
+# its default pool, one process then one per core) to a loopback receiver; ends with
+# {"deliveries", "deliveries_per_s", "errors", ...}.
 bench-webhooks: $(STAMP)
 	$(BIN)/python benchmarks/webhooks.py
+
+# Issue 9: the standalone mode's embedded broker (kombu's filesystem transport) against
+# kombu's SQLAlchemy transport on SQLite, side by side
+bench-broker: $(STAMP)
+	$(BIN)/python benchmarks/embedded_broker.py
 
 clean:
 	rm -rf $(VENV) $(MOVIEPY_VENV) .mypy_cache .ruff_cache .pytest_cache

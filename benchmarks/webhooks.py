@@ -1,9 +1,8 @@
 """``make bench-webhooks``: webhook deliveries per second from one worker host.
 
-Issue 8, must-show 5. One real ``reelyard worker -Q webhooks`` process (its default
-pool: 50 threads; ``--processes`` starts more on the same host), started by the
-end-to-end tests' launcher (``tests/e2e/system.py``) on a fresh database
-``reelyard_bench_webhooks`` (migrated, dropped at the end) and Redis database 12
+Issue 8, must-show 5. Real ``reelyard worker -Q webhooks`` processes (each its default
+pool: 50 threads), started by the end-to-end tests' launcher (``tests/e2e/system.py``)
+on a fresh database ``reelyard_bench_webhooks`` (migrated, dropped at the end) and Redis database 12
 (flushed before and after). The receiver runs in this process: an asyncio HTTP server
 on loopback that reads each request, keeps one in ``--sample-every`` for
 verification, and answers 200, keeping the connection open unless the request asks
@@ -17,6 +16,10 @@ is delivered, read from the database twice a second; ``after_fan_out_per_s`` is 
 rate from the first reading that found every message fanned out to the end. The
 sample is verified with the official ``standardwebhooks`` package after the run.
 
+Two runs side by side: one worker process, then one per core, the way a worker host
+runs them (a process's delivery loops share one GIL: docs/operations.md). The JSON's
+headline figures are the last run's, with each run's rate and the ratio between them.
+
 Prints a human summary, then one JSON line:
 ``{"deliveries", "deliveries_per_s", "errors", ...}`` (``errors``: messages not
 delivered, plus sampled requests that did not verify, plus malformed requests).
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -34,6 +38,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from standardwebhooks.webhooks import Webhook
@@ -178,19 +183,44 @@ def verify(sample: list[tuple[dict[str, str], bytes]], secrets: list[str]) -> in
     return bad
 
 
-def main() -> int:  # noqa: PLR0915 (a script: set up, run, report)
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=5000, help="messages (default 5000)")
     parser.add_argument("--endpoints", type=int, default=10, help="endpoints (default 10)")
     parser.add_argument("--worker-args", default="", help="more options of the worker")
     parser.add_argument(
-        "--processes", type=int, default=1, help="worker processes on the host (default 1)"
+        "--processes",
+        default=f"1,{os.cpu_count() or 1}",
+        help="worker processes on the host, one run for each count in this list "
+        "(default: 1, then one per core; the last is the host's result)",
     )
     parser.add_argument("--sample-every", type=int, default=50, help="verify one in N")
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--keep", action="store_true", help="keep the logs' directory")
     args = parser.parse_args()
+    counts = [int(part) for part in args.processes.split(",") if part.strip()]
+    runs = [run(args, count) for count in counts]
+    last = runs[-1]
+    result = {
+        **last,
+        "errors": sum(r["errors"] for r in runs),
+        "runs": [
+            {key: r[key] for key in ("processes", "deliveries_per_s", "after_fan_out_per_s")}
+            for r in runs
+        ],
+        "ratio_to_one_process": round(last["deliveries_per_s"] / runs[0]["deliveries_per_s"], 2)
+        if runs[0]["deliveries_per_s"]
+        else None,
+    }
+    print()
+    for r in runs:
+        print(f"{r['processes']} process(es): {r['deliveries_per_s']:.0f} deliveries/s")
+    print(json.dumps(result))
+    return 1 if any(r["timed_out"] for r in runs) else 0
 
+
+def run(args: argparse.Namespace, processes: int) -> dict[str, Any]:  # noqa: PLR0915
+    """One run with ``processes`` worker processes; its results."""
     root = Path(tempfile.mkdtemp(prefix="reelyard-bench-webhooks-"))
     broker = Broker("redis", REDIS_URL, REDIS_URL)
     broker.flush()
@@ -213,7 +243,7 @@ def main() -> int:  # noqa: PLR0915 (a script: set up, run, report)
                 f"webhooks{index}@%h",
                 *args.worker_args.split(),
             ]
-            for index in range(args.processes)
+            for index in range(processes)
         },
     )
     timed_out = False
@@ -279,14 +309,14 @@ def main() -> int:  # noqa: PLR0915 (a script: set up, run, report)
         "endpoints": args.endpoints,
         "wall_s": round(wall_s, 2),
         "after_fan_out_per_s": round(steady, 1),
-        "processes": args.processes,
+        "processes": processes,
         "requests": receiver.count,
         "sampled": len(receiver.sample),
         "cpu_s": cpu,
         "commits_per_delivery": round(commits / max(done, 1), 1),
     }
-    print(json.dumps(result))
-    return 1 if timed_out else 0
+    result["timed_out"] = timed_out
+    return result
 
 
 if __name__ == "__main__":

@@ -18,7 +18,9 @@ Pools, by queue (chosen by measurement, benchmarks/pipeline.py and inflight.py):
 - ``webhooks`` (deliveries): ``threads``, 50: each thread runs one delivery loop and
   waits on a receiver most of the time; at most ``REELYARD_WEBHOOK_ENDPOINT_CONCURRENCY``
   of them serve one endpoint, so a slow one never holds the pool
-  (``REELYARD_WEBHOOK_PARALLEL`` should match the pool's size; benchmarks/webhooks.py).
+  (``REELYARD_WEBHOOK_PARALLEL`` should match the pool's size). The threads share one
+  GIL, so a host runs one such process per core (benchmarks/webhooks.py, 2 cores: 472
+  deliveries/s from one process, 683 from two).
 
 ``--pool gevent`` serves the edit queue with greenlets instead (the same 1,000 idle
 streams for less memory; benchmarks/inflight.py compares the two). The process must
