@@ -30,7 +30,7 @@ from studio.planner import MediaItem, TurnKind, plan
 from studio.render import DraftError, Timeline, parse_timeline
 from studio.renders import RenderPool
 from studio.store import Account, Render, RenderStatus, Session, Store, iso
-from studio.turns import DURATIONS, GUI_HINTS, Draws, Turn, script
+from studio.turns import DURATIONS, GUI_HINTS, Draws, Step, Turn, script
 
 log = logging.getLogger(__name__)
 
@@ -544,12 +544,18 @@ def run_sse() -> Response:
         hint=_hint(faults) if not answer else None,
     )
     store_ = the_studio.store
+    actions = script(the_plan, draws, heartbeat_s=the_studio.config.heartbeat_s)
+    leaves = next(
+        (a.draft for a in reversed(actions) if a.step is Step.APPLY and a.draft is not None),
+        None,
+    )
+    turn_id = store_.begin_turn(account, session, cost, leaves)
     turn = Turn(
-        actions=script(the_plan, draws, heartbeat_s=the_studio.config.heartbeat_s),
+        actions=actions,
         # a fixed turn length is wall time: it paces the turn on its own
         time_scale=1.0 if the_studio.config.turn_s is not None else the_studio.config.time_scale,
         apply=lambda draft: store_.set_draft(session, draft),
-        finish=lambda: store_.settle(account, session.session_id, cost),
+        finish=lambda: store_.settle(account, session.session_id, cost, turn_id=turn_id),
         shape=the_studio.config.event_shape,
     )
     connection = request.environ.get("werkzeug.socket") or request.environ.get("gunicorn.socket")

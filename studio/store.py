@@ -10,9 +10,11 @@ store loads them: the real service does not forget sessions, drafts, renders or
 credits when its client restarts, nor when it has a hiccup itself. Two exceptions,
 both about work the restart cut: a render's progress alone is written at most every
 :data:`PROGRESS_SAVE_S` (a resumed render starts again from its last saved
-progress), and credits frozen by a turn that was running are released on load (the
-turn is gone; the client asks again). Media files and render outputs are files under
-the data directory already; the state keeps their names.
+progress), and a chat turn that was running is finished on load, as the real agent
+would finish it whatever happened to the client's stream: its draft applied and its
+credits spent (:class:`RunningTurn`; credits frozen with no turn to account for them
+go back). Media files and render outputs are files under the data directory already;
+the state keeps their names.
 """
 
 from __future__ import annotations
@@ -44,6 +46,18 @@ def iso(timestamp: float) -> str:
     return (
         datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     )
+
+
+@dataclass
+class RunningTurn:
+    """A chat turn under way: what finishing it means (kept until it has finished)."""
+
+    turn_id: str
+    token: str
+    session_id: str
+    cost: int
+    #: the draft the turn leaves (None: an answer changes nothing)
+    draft: dict[str, Any] | None
 
 
 @dataclass
@@ -150,6 +164,7 @@ class Store:
         self.issued_by_ip: dict[str, list[float]] = {}
         self.sessions: dict[str, Session] = {}
         self.renders: dict[str, Render] = {}
+        self.turns: dict[str, RunningTurn] = {}
         self.ledger = Ledger()
         #: when each render's progress was last written (monotonic seconds)
         self._progress_saved: dict[str, float] = {}
@@ -179,6 +194,7 @@ class Store:
             for render in self.renders.values():
                 render.cancel.set()
             self.renders.clear()
+            self.turns.clear()
             self.ledger = Ledger()
             self._progress_saved.clear()
             added = self._add_paid_tokens()
@@ -238,6 +254,9 @@ class Store:
             if render is None:
                 return None
             return _fields_of(render, "cancel") | {"status": render.status.value}
+        if kind == "turn":
+            running = self.turns.get(name)
+            return asdict(running) if running else None
         if kind == "ledger.session":
             parts: dict[str, dict[str, Any]] = {
                 "messages": self.ledger.messages,
@@ -259,12 +278,27 @@ class Store:
             self._decode(records)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise StateFileError(path, f"a record does not fit: {exc!r}") from None
-        # a turn that was running froze its credits; the restart cut it, so they go back
+        # a turn that was running is finished, as the agent would have finished it
+        finished: list[Key] = []
+        for running in list(self.turns.values()):
+            session = self.sessions.get(running.session_id)
+            account = self.accounts.get(running.token)
+            if session is not None and running.draft is not None:
+                session.draft = running.draft
+                finished.append(("session", session.session_id))
+            if account is not None:
+                account.frozen -= running.cost
+                spent = self.ledger.credits.get(running.session_id, 0) + running.cost
+                self.ledger.credits[running.session_id] = spent
+                finished += [("account", account.token), ("ledger.session", running.session_id)]
+            del self.turns[running.turn_id]
+            finished.append(("turn", running.turn_id))
+        # credits frozen with no turn to account for them (an export cut mid-way) go back
         thawed = [a for a in self.accounts.values() if a.frozen]
         for account in thawed:
             account.available += account.frozen
             account.frozen = 0
-        self._saved(*(("account", a.token) for a in thawed))
+        self._saved(*finished, *(("account", a.token) for a in thawed))
 
     def _decode(self, records: dict[str, dict[str, Record]]) -> None:
         for token, data in records.get("account", {}).items():
@@ -281,6 +315,11 @@ class Store:
             if render.cancel_requested:
                 render.cancel.set()
             self.renders[render_id] = render
+        for turn_id, data in records.get("turn", {}).items():
+            self.turns[turn_id] = RunningTurn(**data)
+        self._decode_ledger(records)
+
+    def _decode_ledger(self, records: dict[str, dict[str, Record]]) -> None:
         for session_id, data in records.get("ledger.session", {}).items():
             if "messages" in data:
                 self.ledger.messages[session_id] = list(data["messages"])
@@ -386,12 +425,33 @@ class Store:
             account.available += cost
             self._saved(("account", account.token))
 
-    def settle(self, account: Account, session_id: str, cost: int) -> None:
-        """The turn is done: its frozen credits are spent."""
+    def settle(
+        self, account: Account, session_id: str, cost: int, *, turn_id: str | None = None
+    ) -> None:
+        """The work is done: its frozen credits are spent (and its turn, if one, is over)."""
         with self.lock:
             account.frozen -= cost
             self.ledger.credits[session_id] = self.ledger.credits.get(session_id, 0) + cost
-            self._saved(("account", account.token), ("ledger.session", session_id))
+            over: list[Key] = []
+            if turn_id is not None and self.turns.pop(turn_id, None) is not None:
+                over.append(("turn", turn_id))
+            self._saved(("account", account.token), ("ledger.session", session_id), *over)
+
+    def begin_turn(
+        self, account: Account, session: Session, cost: int, draft: dict[str, Any] | None
+    ) -> str:
+        """Remember a turn under way, so that a restart finishes it; its id."""
+        with self.lock:
+            turn_id = f"turn_{uuid.uuid4().hex}"
+            self.turns[turn_id] = RunningTurn(
+                turn_id=turn_id,
+                token=account.token,
+                session_id=session.session_id,
+                cost=cost,
+                draft=draft,
+            )
+            self._saved(("turn", turn_id))
+            return turn_id
 
     # sessions
 

@@ -175,16 +175,57 @@ def test_a_restarted_studio_has_everything_it_had(tmp_path):
     _stop(again)
 
 
-def test_credits_frozen_by_a_turn_the_restart_cut_are_released(tmp_path):
+def test_credits_frozen_with_no_turn_to_account_for_them_are_released(tmp_path):
     config = _config(tmp_path)
     store = Store(config, Faults(seed=1))
     account = store.accounts[PAID]
-    store.reserve(account, 100)
+    store.reserve(account, 100, turn=False)  # an export cut before it was accepted
     assert (account.available, account.frozen) == (900, 100)
     store.close()
 
     again = Store(config, Faults(seed=1))
     assert (again.accounts[PAID].available, again.accounts[PAID].frozen) == (1000, 0)
+    again.close()
+
+
+def test_a_turn_the_restart_cut_is_finished_on_load_once(tmp_path):
+    config = _config(tmp_path)
+    store = Store(config, Faults(seed=1))
+    account = store.accounts[PAID]
+    session = store.create_session(account, "en")
+    store.reserve(account, 100)
+    store.record_message(session, GENERATE, "generate", 100)
+    store.begin_turn(account, session, 100, {"tracks": ["the turn's draft"]})
+    store.close()  # the process dies mid-turn: the draft was never applied
+
+    again = Store(config, Faults(seed=1))
+    finished = again.sessions[session.session_id]
+    assert finished.draft == {"tracks": ["the turn's draft"]}
+    assert (again.accounts[PAID].available, again.accounts[PAID].frozen) == (900, 0)
+    assert again.ledger.credits[session.session_id] == 100
+    assert again.turns == {}
+    again.close()
+
+    third = Store(config, Faults(seed=1))  # finished once: a second load changes nothing
+    assert (third.accounts[PAID].available, third.accounts[PAID].frozen) == (900, 0)
+    assert third.ledger.credits[session.session_id] == 100
+    third.close()
+
+
+def test_a_finished_turn_leaves_nothing_to_finish(tmp_path):
+    config = _config(tmp_path)
+    store = Store(config, Faults(seed=1))
+    account = store.accounts[PAID]
+    session = store.create_session(account, "en")
+    store.reserve(account, 50)
+    turn_id = store.begin_turn(account, session, 50, None)
+    store.settle(account, session.session_id, 50, turn_id=turn_id)
+    store.close()
+
+    again = Store(config, Faults(seed=1))
+    assert again.turns == {}
+    assert again.ledger.credits[session.session_id] == 50
+    assert (again.accounts[PAID].available, again.accounts[PAID].frozen) == (950, 0)
     again.close()
 
 
