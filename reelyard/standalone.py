@@ -155,15 +155,7 @@ def prepare(layout: Layout, env: dict[str, str]) -> dict[str, str]:
     key; the client file's contents."""
     for folder in (layout.root, layout.logs, layout.root / "videos", layout.root / "studio"):
         folder.mkdir(parents=True, exist_ok=True)
-    migrated = subprocess.run(
-        [sys.executable, "-m", "reelyard.cli", "migrate"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if migrated.returncode != 0:
-        raise click.ClickException(f"the migrations failed: {_last_line(migrated.stderr)}")
+    _cli(env, "migrate")
     if layout.client_file.exists():
         try:
             client: dict[str, str] = json.loads(layout.client_file.read_text())
@@ -178,6 +170,7 @@ def prepare(layout: Layout, env: dict[str, str]) -> dict[str, str]:
 
 
 def _cli(env: dict[str, str], *args: str) -> str:
+    """``reelyard ARGS`` run to completion; the last line it printed."""
     done = subprocess.run(
         [sys.executable, "-m", "reelyard.cli", *args],
         env=env,
@@ -186,8 +179,8 @@ def _cli(env: dict[str, str], *args: str) -> str:
         check=False,
     )
     if done.returncode != 0:
-        raise click.ClickException(f"reelyard {args[0]} {args[1]}: {_last_line(done.stderr)}")
-    return done.stdout.strip().splitlines()[-1]
+        raise click.ClickException(f"reelyard {' '.join(args[:2])}: {_last_line(done.stderr)}")
+    return _last_line(done.stdout)
 
 
 def _write_private(path: Path, content: dict[str, str]) -> None:

@@ -39,14 +39,11 @@ from api.app import create_app
 from models.webhooks import new_secret
 from reelyard.settings import Settings
 from reelyard.webhooks import body_of, headers_for
-from tests.conftest import _worker_index, run_tag
+from tests.conftest import _worker_index
 from tests.e2e.system import (
     System,
-    close_broker,
-    create_database,
-    drop_database,
     free_port,
-    open_broker,
+    run_system,
     wait_for,
 )
 from tests.workers.pipeline_fixtures import PhotoServer, serve_photos
@@ -206,22 +203,13 @@ def serve_receiver() -> Iterator[Receiver]:
 def system(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[System]:
-    index = _worker_index(request)
-    name = f"reelyard_docs_{run_tag()}_{index}"
-    broker = open_broker("redis", index)
-    system = System(
+    yield from run_system(
         tmp_path_factory.mktemp("docs-system"),
-        broker,
-        create_database(name),
+        "redis",
+        _worker_index(request),
+        name="docs",
         env_overrides={"REELYARD_METRICS_TOKEN": METRICS_TOKEN},
     )
-    try:
-        system.start()
-        yield system
-    finally:
-        system.stop()
-        drop_database(name)
-        close_broker(broker)
 
 
 @pytest.fixture(scope="module")

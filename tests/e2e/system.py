@@ -403,12 +403,30 @@ class System:
 
 
 def run_system(
-    root: Path, broker_kind: str, worker_index: int, studio_env: dict[str, str] | None = None
+    root: Path,
+    broker_kind: str,
+    worker_index: int,
+    studio_env: dict[str, str] | None = None,
+    *,
+    name: str | None = None,
+    commands: dict[str, list[str]] | None = None,
+    env_overrides: dict[str, str] | None = None,
 ) -> Iterator[System]:
-    """A started system for a fixture; stopped, its database and broker removed after."""
-    name = f"reelyard_e2e_{run_tag()}_{worker_index}_{broker_kind}"
+    """A started system for a fixture; stopped, its database and broker removed after.
+
+    ``name`` tells the database apart (the broker kind by default), ``commands``
+    replaces the worker processes (:data:`COMMANDS`), ``env_overrides`` adds settings.
+    """
+    name = f"reelyard_e2e_{run_tag()}_{worker_index}_{name or broker_kind}"
     broker = open_broker(broker_kind, worker_index)
-    system = System(root, broker, create_database(name), studio_env or {})
+    system = System(
+        root,
+        broker,
+        create_database(name),
+        studio_env or {},
+        env_overrides=env_overrides or {},
+        commands=dict(commands or COMMANDS),
+    )
     try:
         system.start()
         yield system

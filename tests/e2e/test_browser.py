@@ -17,16 +17,13 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.conftest import _worker_index, run_tag
+from tests.conftest import _worker_index
 from tests.e2e.system import (
     COMMANDS,
     Proc,
     System,
-    close_broker,
-    create_database,
-    drop_database,
     free_port,
-    open_broker,
+    run_system,
     wait_for,
 )
 
@@ -66,22 +63,13 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
     """The studio, the API and one pipeline worker, on a broker and database of their own."""
-    index = _worker_index(request)
-    name = f"reelyard_e2e_{run_tag()}_{index}_browser"
-    broker = open_broker("redis", index)
-    system = System(
+    yield from run_system(
         tmp_path_factory.mktemp("browser-system"),
-        broker,
-        create_database(name),
+        "redis",
+        _worker_index(request),
+        name="browser",
         commands={"pipeline": COMMANDS["pipeline"]},
     )
-    try:
-        system.start()
-        yield system
-    finally:
-        system.stop()
-        drop_database(name)
-        close_broker(broker)
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.system import ROOT, free_port, wait_for
+from tests.e2e.system import ROOT, Timeout, free_port, wait_for
 from tests.workers.pipeline_fixtures import PhotoServer, serve_photos
 
 #: nothing listens here: a standalone that reached for PostgreSQL or Redis would fail
@@ -90,6 +90,13 @@ class Standalone:
         assert self.process.poll() is None, f"standalone exited:\n{self.log()}"
         return "reelyard standalone ready" in self.log()
 
+    def process_logs(self, tail: int = 3000) -> str:
+        """The end of each child's log, for a failure's message."""
+        return "\n".join(
+            f"==== {path.name} ====\n{path.read_text(errors='replace')[-tail:]}"
+            for path in sorted((self.data_dir / "logs").glob("*.log"))
+        )
+
     def log(self) -> str:
         """This start's output (the end of it)."""
         with self.output.open("rb") as log:
@@ -145,8 +152,10 @@ class Standalone:
 def standalone(tmp_path) -> Iterator[Standalone]:
     running = Standalone(tmp_path / "data", tmp_path / "standalone.log", free_port(), free_port())
     yield running
-    if running.process is not None and running.group_alive():
-        os.killpg(running.process.pid, signal.SIGKILL)
+    if running.process is not None:
+        if running.group_alive():
+            os.killpg(running.process.pid, signal.SIGKILL)
+        running.process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +193,12 @@ def wait_succeeded(standalone: Standalone, job_id: str) -> dict[str, Any]:
         assert job["status"] not in {"failed", "canceled"}, (job, standalone.log())
         return job if job["status"] == "succeeded" else None
 
-    return wait_for(f"{job_id} to succeed", done, timeout_s=240, every_s=0.5)
+    try:
+        return wait_for(f"{job_id} to succeed", done, timeout_s=240, every_s=0.5)
+    except Timeout as exc:
+        raise AssertionError(
+            f"{exc}\n{job_status(standalone, job_id)}\n{standalone.process_logs()}"
+        ) from None
 
 
 def assert_ran_once(ledger: dict[str, Any]) -> None:
