@@ -37,7 +37,6 @@ minute on two cores once installed. The videos are 1080p, the API's default.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import json
 import math
@@ -63,9 +62,9 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from reelyard.client_cli import result_line
+from reelyard.standalone import die_with_parent
 
 HOST: Final = "127.0.0.1"
-PR_SET_PDEATHSIG: Final = 1
 #: how long each wait may last before the step fails
 STANDALONE_READY_S: Final = 240.0
 JOB_TIMEOUT_S: Final = 600.0
@@ -332,11 +331,6 @@ def free_port() -> int:
         return port
 
 
-def _die_with_parent() -> None:  # pragma: no cover (runs in the child, before exec)
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 @dataclass
 class Standalone:
     """``reelyard standalone`` as a child in a session of its own, its output echoed."""
@@ -366,7 +360,7 @@ class Standalone:
             # stops it with one SIGINT (a second would make it kill its processes)
             start_new_session=True,
             # and SIGTERM from the kernel if the demo dies first, however it dies
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 (started before any thread)
+            preexec_fn=die_with_parent,  # noqa: PLW1509 (started before any thread)
         )
         threading.Thread(target=self._echo, name="standalone-output", daemon=True).start()
 

@@ -53,6 +53,8 @@ from typing import IO, Final
 import click
 import httpx
 
+from reelyard.client import CLIENT_FILE
+
 #: how long the supervisor waits for every process to be ready
 START_TIMEOUT_S: Final = 120.0
 #: how long a stop waits for the children before it kills them
@@ -93,7 +95,7 @@ class Layout:
 
     @property
     def client_file(self) -> Path:
-        return self.root / "client.json"
+        return self.root / CLIENT_FILE
 
     @property
     def logs(self) -> Path:
@@ -200,7 +202,7 @@ def _last_line(text: str) -> str:
 # --- the children -------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:  # pragma: no cover (runs in the child, before exec)
+def die_with_parent() -> None:  # pragma: no cover (runs in the child, before exec)
     """In the child: SIGTERM when the supervisor dies, however it dies."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -234,7 +236,7 @@ def start_child(name: str, args: list[str], env: dict[str, str], logs: Path) -> 
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 (no threads run here yet)
+            preexec_fn=die_with_parent,  # noqa: PLW1509 (no threads run here yet)
         )
     return Child(name, args, log, process)
 
