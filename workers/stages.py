@@ -49,6 +49,7 @@ from nemo import (
     diff,
     translate,
 )
+from reelyard.crash import crash_point
 from reelyard.storage import video_key
 from workers import upstream as credentials
 from workers.decisions import (
@@ -232,6 +233,7 @@ def edit(run: StageRun) -> Outcome:
         event=EventType.MESSAGE,
         data={"instruction": instruction},
     )
+    crash_point("edit_marked_sent")
     last_words = ""
     try:
         with contextlib.closing(client.chat(session_id, instruction)) as events:
@@ -247,6 +249,7 @@ def _read_stream(run: StageRun, events: Any) -> str:
     last_words = ""
     quiet_since = run.now()
     for event in events:
+        crash_point("edit_request_sent")  # the request went out; its stream is not read
         if isinstance(event, Text) and not event.partial and event.content.strip():
             words = translate(event.content).text.strip()
             if words:
@@ -380,6 +383,7 @@ def export(run: StageRun) -> Outcome:
         )
     except DuplicateRenderId:
         status = client.render_status(run.job.render_id)
+    crash_point("render_posted")
     return _polling(run, status, "Rendering started.")
 
 
@@ -459,6 +463,7 @@ def finalize(run: StageRun) -> Outcome:
         digest = _sha256(local)
         size = local.stat().st_size
         storage.put(video_key(job.id), local)
+    crash_point("video_stored")
     return Finish(
         JobStatus.SUCCEEDED,
         "The video is ready.",

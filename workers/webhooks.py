@@ -61,6 +61,7 @@ from models.webhooks import (
     live_secrets,
     signing_secrets,
 )
+from reelyard.crash import crash_point
 from reelyard.outbound import (
     Connections,
     FetchFailed,
@@ -840,6 +841,7 @@ def deliver_next(deps: WebhookDeps, owner: str) -> int:
         elapsed_s = time.monotonic() - started
         now = deps.clock()
         answers.append((claimed, outcome, now, elapsed_s))
+        crash_point("webhook_mid_delivery")  # called, not yet recorded
         if index + 1 < len(batch) and _stop_batch(deps.config, outcome, elapsed_s, now, claimed):
             unsent = batch[index + 1 :]
             break
