@@ -321,30 +321,28 @@ class Supervisor:
                         Path(entry.path).unlink()
 
 
-def _wait_ready(supervisor: Supervisor, url: str, what: str) -> None:
+def _wait_until(supervisor: Supervisor, what: str, ready: Callable[[], bool]) -> None:
+    """Until ``ready()`` (or a stop); a child that exits, or the time running out, fails."""
     ends = time.monotonic() + START_TIMEOUT_S
     while not supervisor.stopping:
         broken = supervisor.failed()
         if broken is not None:
             raise _ChildFailed(broken)
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
+        if ready():
+            return
         if time.monotonic() >= ends:
             raise click.ClickException(f"{what} was not ready within {START_TIMEOUT_S:g} s")
         time.sleep(0.2)
 
 
-def _wait_logged(supervisor: Supervisor, child: Child, marker: str) -> None:
-    ends = time.monotonic() + START_TIMEOUT_S
-    while not supervisor.stopping:
-        if not child.alive:
-            raise _ChildFailed(child)
-        if marker in child.tail(200):
-            return
-        if time.monotonic() >= ends:
-            raise click.ClickException(f"{child.name} was not ready within {START_TIMEOUT_S:g} s")
-        time.sleep(0.2)
+def _answers(url: str) -> bool:
+    with contextlib.suppress(httpx.HTTPError):
+        return httpx.get(url, timeout=2).status_code == 200
+    return False
+
+
+def _logged(child: Child, marker: str) -> Callable[[], bool]:
+    return lambda: marker in child.tail(200)
 
 
 class _ChildFailed(click.ClickException):
@@ -436,12 +434,12 @@ def standalone_command(  # noqa: PLR0917 (click passes options by name)
 def _run(supervisor: Supervisor, lines: dict[str, list[str]], api_url: str) -> None:
     """Start the studio first (the workers' upstream), then the rest, and wait for each."""
     studio = supervisor.start("studio", lines.pop("studio"))
-    _wait_logged(supervisor, studio, "studio listening on ")
+    _wait_until(supervisor, "studio", _logged(studio, "studio listening on "))
     started = {name: supervisor.start(name, args) for name, args in lines.items()}
-    _wait_ready(supervisor, f"{api_url}/readyz", "the API")
+    _wait_until(supervisor, "the API", lambda: _answers(f"{api_url}/readyz"))
     for name, child in started.items():
         if name in {"pipeline", "edit", "webhooks"}:
-            _wait_logged(supervisor, child, "ready.")
+            _wait_until(supervisor, name, _logged(child, "ready."))
 
 
 def _watch(supervisor: Supervisor) -> int:

@@ -11,7 +11,7 @@
   libraries (PyPI, npm), and are sent requests signed by reelyard's own signing code
   (``reelyard.webhooks.headers_for``/``body_of``): signed ones are answered 2xx and
   handled once per ``webhook-id``, tampered ones 401. Node and npm are required: their
-  absence fails the test unless ``REELYARD_NO_NODE=1``.
+  absence fails the test.
 """
 
 from __future__ import annotations
@@ -397,14 +397,12 @@ def test_the_python_receiver_verifies_with_standardwebhooks(tmp_path: Path) -> N
 
 
 def node_and_npm() -> tuple[str, str]:
-    """node and npm from PATH; the test fails without them unless REELYARD_NO_NODE=1."""
-    if os.environ.get("REELYARD_NO_NODE") == "1":
-        pytest.skip("REELYARD_NO_NODE=1: the Node receiver is not run")
+    """node and npm from PATH; the test fails without them."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         pytest.fail(
             "node and npm are needed to run the Node webhook receiver of docs/webhooks.md"
-            f" (node: {node}, npm: {npm}); install Node.js, or set REELYARD_NO_NODE=1",
+            f" (node: {node}, npm: {npm}); install Node.js",
             pytrace=False,
         )
     return node, npm

@@ -496,6 +496,11 @@ _SLOW_DOWN = text(
 INTERRUPTED_ERROR: Final = "interrupted: the delivery worker was lost mid-attempt"
 
 
+def _on_sqlite(session: Session) -> bool:
+    """Whether delivery runs on SQLite (the standalone mode: workers/webhooks_sqlite.py)."""
+    return session.get_bind().dialect.name == "sqlite"
+
+
 @dataclass(frozen=True)
 class Claimed:
     """A message leased for one attempt, and that attempt's row."""
@@ -542,7 +547,7 @@ def claim(
     connection = session.connection()
     params: dict[str, Any] = {"now": now, "per_destination": config.endpoint_concurrency}
     expires = now + timedelta(seconds=config.lease_s)
-    if connection.dialect.name == "sqlite":
+    if _on_sqlite(session):
         return _claim_sqlite(session, owner=owner, now=now, expires=expires, config=config)
     tried: list[str] = []
     rows: Sequence[Any] = ()
@@ -678,7 +683,7 @@ def release(session: Session, unsent: Sequence[Claimed], *, owner: str) -> None:
 
 def count_due(session: Session, *, now: datetime, config: DeliveryConfig, limit: int) -> int:
     """Messages a claim could take now (at most ``limit``): how many loops to start."""
-    if session.get_bind().dialect.name == "sqlite":
+    if _on_sqlite(session):
         return webhooks_sqlite.count_due(
             session, now=now, per_destination=config.endpoint_concurrency, limit=limit
         )
@@ -737,7 +742,7 @@ def record(
         "delivered": delivered,
         "now": now,
     }
-    sqlite = session.get_bind().dialect.name == "sqlite"
+    sqlite = _on_sqlite(session)
     if sqlite:
         settled = webhooks_sqlite.record(session, values)
     else:
@@ -931,6 +936,6 @@ def _undispatched(session: Session) -> bool:
     """Whether an event is waiting for fan-out (one that had no destination leaves
     ``fan_out`` answering no ids while others wait behind it)."""
     query = "SELECT 1 FROM outbox_events WHERE dispatched_at IS NULL LIMIT 1"
-    if session.get_bind().dialect.name != "sqlite":  # SQLite has one writer, no row locks
+    if not _on_sqlite(session):  # SQLite has one writer, no row locks
         query += " FOR UPDATE SKIP LOCKED"
     return session.execute(text(query)).first() is not None

@@ -31,6 +31,7 @@ interpreter exits is killed by an ``atexit`` hook, so no process is left behind.
 
 from __future__ import annotations
 
+import abc
 import atexit
 import contextlib
 import os
@@ -49,6 +50,8 @@ from typing import Any, Self
 
 import psycopg
 import redis
+
+from reelyard.standalone import descendants
 
 DATABASE = "reelyard"
 SUPERUSER = "postgres"
@@ -106,11 +109,7 @@ def tree_pids(pid: int) -> list[int]:
     PostgreSQL's children each call ``setsid()``, so the postmaster's process group
     holds only the postmaster: its backends are found as its children.
     """
-    processes = _processes()
-    tree = [pid] if pid in processes else []
-    for parent in tree:  # grows while it is walked
-        tree.extend(child for child, (_, ppid, _) in processes.items() if ppid == parent)
-    return tree
+    return [found for found in [pid, *descendants(pid)] if pid_alive(found)]
 
 
 def _wait_gone(pids: list[int], timeout_s: float = 10.0) -> None:
@@ -128,7 +127,7 @@ class ServerError(RuntimeError):
     pass
 
 
-class _Server:
+class _Server(abc.ABC):
     """A server process in a session of its own, with its output in a log file."""
 
     name = "server"
@@ -144,15 +143,18 @@ class _Server:
 
     # -- to override ---------------------------------------------------------------
 
+    @abc.abstractmethod
     def _argv(self) -> list[str]:
-        raise NotImplementedError
+        """The server's command line."""
 
     def _popen_options(self) -> dict[str, Any]:
         return {}
 
+    @abc.abstractmethod
     def _ready(self) -> bool:
-        raise NotImplementedError
+        """Whether this server (not another on its port) accepts connections."""
 
+    @abc.abstractmethod
     def _cleanup(self) -> None:
         """Remove what the server created (after it stopped)."""
 
@@ -202,8 +204,9 @@ class _Server:
                 )
             time.sleep(0.05)
 
+    @abc.abstractmethod
     def _signal_stop(self) -> None:
-        raise NotImplementedError
+        """Ask the server to shut down cleanly."""
 
     def stop(self) -> None:
         """A clean shutdown; SIGKILL of the group if it takes over STOP_TIMEOUT_S."""

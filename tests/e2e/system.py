@@ -287,9 +287,10 @@ class System:
 
         wait_for("the API to be ready", ready, timeout_s=60)
 
-    def start_worker(self, name: str) -> Proc:
-        """Start ``pipeline``, ``edit`` or ``beat`` (again); returns once it is up."""
-        proc = self.spawn(name, self.commands[name])
+    def start_worker(self, name: str, env: dict[str, str] | None = None) -> Proc:
+        """Start ``pipeline``, ``edit`` or ``beat`` (again), with ``env`` added to the
+        system's settings; returns once it is up."""
+        proc = self.spawn(name, self.commands[name], env)
         self._wait_log(proc, "ready." if name != "beat" else "beat: Starting")
         return proc
 

@@ -53,8 +53,7 @@ def arm(system: System, point: str, marks: Path) -> None:
     env = {"REELYARD_CRASH_POINTS": point, "REELYARD_CRASH_DIR": str(marks)}
     if name == "webhooks":  # the lease a crashed delivery leaves: seconds, not a minute
         env |= {"REELYARD_WEBHOOK_TIMEOUT_S": "2", "REELYARD_WEBHOOK_LEASE_S": "4"}
-    proc = system.spawn(name, system.commands[name], env)
-    system._wait_log(proc, "ready.")
+    system.start_worker(name, env)
 
 
 def assert_ran_once(before: dict[str, Any], after: dict[str, Any]) -> None:
