@@ -10,7 +10,8 @@ the process exits with :data:`EXIT_CODE` via ``os._exit`` (no cleanup, no ``fina
 what a ``kill -9`` does) the first time it gets there. "First" is kept as a file in
 ``REELYARD_CRASH_DIR`` (required with the points; made with ``O_EXCL``, so among
 processes sharing the directory exactly one crashes there): the harness re-arms a
-point by removing its file (and restarting the processes that already went past it).
+point by removing its file, and a running process crashes there again the next time it
+gets there (the file is looked up every time: one failed ``open``, and only while armed).
 """
 
 from __future__ import annotations
@@ -55,19 +56,14 @@ def _armed() -> tuple[frozenset[str], Path | None]:
     return names, Path(folder)
 
 
-#: armed points this process found already fired (no file to look at again)
-_passed: set[str] = set()
-
-
 def crash_point(name: str) -> None:
     """Exit now if ``name`` is armed and no process has crashed there yet."""
     names, folder = _armed()
-    if name not in names or folder is None or name in _passed:
+    if name not in names or folder is None:
         return
     try:
         descriptor = os.open(folder / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
     except FileExistsError:
-        _passed.add(name)
         return
     os.write(descriptor, f"{os.getpid()}\n".encode())
     os.close(descriptor)

@@ -15,6 +15,18 @@ PROGRAM = (
     "    crash_point(name)\n"
     "print('went past')\n"
 )
+#: goes past a fired point, waits for its file to go, and comes back to it
+REARMED = (
+    "import pathlib, sys, time\n"
+    "from reelyard.crash import crash_point\n"
+    "crash_point('render_posted')\n"
+    "print('went past', flush=True)\n"
+    "mark = pathlib.Path(sys.argv[1]) / 'render_posted'\n"
+    "while mark.exists():\n"
+    "    time.sleep(0.02)\n"
+    "crash_point('render_posted')\n"
+    "print('went past again')\n"
+)
 
 
 def run(names, **env):
@@ -56,3 +68,27 @@ def test_an_unknown_point_or_a_missing_directory_is_refused(tmp_path):
     no_dir = run(["video_stored"], REELYARD_CRASH_POINTS="video_stored")
     assert no_dir.returncode == 1
     assert "needs REELYARD_CRASH_DIR" in no_dir.stderr
+
+
+def test_a_running_process_crashes_at_a_point_re_armed_while_it_runs(tmp_path):
+    """The harness re-arms a point by removing its file: no restart needed."""
+    (tmp_path / "render_posted").write_text("0\n")  # fired already, by another process
+    env = {
+        **os.environ,
+        "REELYARD_CRASH_POINTS": "render_posted",
+        "REELYARD_CRASH_DIR": str(tmp_path),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-c", REARMED, str(tmp_path)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "went past"
+    (tmp_path / "render_posted").unlink()
+    rest, _ = process.communicate(timeout=30)
+    assert process.returncode == EXIT_CODE
+    assert "again" not in rest
+    assert (tmp_path / "render_posted").read_text().strip() == str(process.pid)
