@@ -104,6 +104,8 @@ class Record:
     unanswered: int = 0
     refused: Counter[str] = field(default_factory=Counter)
     applied: Counter[str] = field(default_factory=Counter)
+    #: crash points a process reached (and died at) after the schedule armed them
+    crashes: Counter[str] = field(default_factory=Counter)
     fault_errors: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -141,6 +143,7 @@ class Outcome:
             "accepted": len(self.history.submitted.job_ids),
             "statuses": dict(sorted(statuses.items())),
             "faults": sum(self.record.applied.values()),
+            "crashes": sum(self.record.crashes.values()),
             "fault_kinds": len(self.record.applied),
             "violations": len(self.violations),
             "deliveries": len(self.history.deliveries),
@@ -162,7 +165,7 @@ class Chaos:
         self.marks = root / "marks"
         self.marks.mkdir(parents=True)
         for point in POINTS:  # made beforehand: nothing fires until the schedule says
-            (self.marks / point).write_text("armed later\n")
+            (self.marks / point).write_text("disarmed\n")
         self.record = Record()
         self.rng = random.Random(settings.seed)
         self.stopping = threading.Event()
@@ -428,7 +431,8 @@ class Chaos:
         if kind == "worker.kill":
             system.procs[fault.params["process"]].kill()
         elif kind == "worker.crash_point":
-            (self.marks / fault.params["point"]).unlink(missing_ok=True)
+            self._disarm(fault.params["point"])
+            (self.marks / fault.params["point"]).unlink()
         elif kind == "redis.flushall":
             self.redis.flushall()
         elif kind == "redis.restart":
@@ -468,6 +472,15 @@ class Chaos:
                 fault.duration_s, lambda: self.system.faults(**off) if self.system else None
             )
 
+    def _disarm(self, point: str) -> None:
+        """Make the point's file (no process crashes there), counting the crash that
+        removed it last time, if one did (the file then holds the process's pid)."""
+        path = self.marks / point
+        with contextlib.suppress(FileNotFoundError):
+            if path.read_text().strip().isdigit():
+                self.record.crashes[point] += 1
+        path.write_text("disarmed\n")
+
     def _later(self, seconds: float, action: Any) -> None:
         def run() -> None:
             if not self.stopping.wait(seconds):
@@ -488,7 +501,7 @@ class Chaos:
         pending = int(self.system.studio("GET", "faults").get("token_expiry", {}).get("count", 0))
         self.system.clear_faults()
         for point in POINTS:
-            (self.marks / point).touch()
+            self._disarm(point)
         return self.token_expiries_set - pending
 
     def unsettled(self) -> tuple[int, int]:
@@ -594,8 +607,8 @@ def run_chaos(settings: Settings, root: Path | None = None) -> Outcome:
 
 
 def report(outcome: Outcome) -> str:
-    lines = [format_table(outcome.history, outcome.violations), "", "faults injected:"]
-    lines += [f"  {kind:28} {count}" for kind, count in sorted(outcome.record.applied.items())]
+    lines = [format_table(outcome.history, outcome.violations), "crash points reached:"]
+    lines += [f"  {point:22} {count}" for point, count in sorted(outcome.record.crashes.items())]
     for subject in sorted({violation.subject for violation in outcome.violations}):
         job = outcome.history.jobs.get(subject)
         if job is None:
