@@ -29,6 +29,11 @@ behaviour, not a fault: it is a fault spec too, so tests can force it (count) or
 change its ratio (p), defaulting to ``STUDIO_SILENT_CLOSE_RATIO``. It is drawn for
 turns that call a tool (generations and edits); an answer is nothing but its text.
 
+``GET /_studio/faults`` also answers ``fired``: how many times each fault struck since
+the studio started (kept through ``clear``; a test that injects counts while the
+service runs reads what really happened there, as the chaos run does for token
+expiries, each of which costs a new token).
+
 ``POST /_studio/reset`` restores the faults set at start and restarts the random draws
 from ``STUDIO_SEED``, so a reset studio replays the same run.
 """
@@ -38,6 +43,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +88,7 @@ class Faults:
         self._specs: dict[str, FaultSpec] = {}
         self._numbers: dict[str, float] = {}
         self._status_shape: StatusShape | None = None
+        self._fired: Counter[str] = Counter()
         self.clear()
 
     def clear(self) -> None:
@@ -102,8 +109,12 @@ class Faults:
             spec = self._specs[name]
             if spec.count > 0:
                 spec.count -= 1
-                return True
-            return spec.p > 0 and self._random.random() < spec.p
+                struck = True
+            else:
+                struck = spec.p > 0 and self._random.random() < spec.p
+            if struck:
+                self._fired[name] += 1
+            return struck
 
     def number(self, name: str) -> float | None:
         with self._lock:
@@ -128,8 +139,12 @@ class Faults:
             raise FaultConfigError("faults are a JSON object")
         specs = {k: _spec(k, v) for k, v in settings.items() if k in SPEC_FAULTS}
         numbers = {k: _number(k, v) for k, v in settings.items() if k in NUMBER_FAULTS}
-        shape = _shape(settings["status_shape"]) if "status_shape" in settings else None
-        unknown = set(settings) - {*SPEC_FAULTS, *NUMBER_FAULTS, "status_shape", "clear"}
+        # null: the configured shape again (what GET answers when none was set)
+        shape = (
+            _shape(settings["status_shape"]) if settings.get("status_shape") is not None else None
+        )
+        # ``fired`` is read-only: what GET answered may be POSTed back as it is
+        unknown = set(settings) - {*SPEC_FAULTS, *NUMBER_FAULTS, "status_shape", "clear", "fired"}
         if unknown:
             options = ", ".join((*SPEC_FAULTS, *NUMBER_FAULTS, "status_shape", "clear"))
             raise FaultConfigError(f"unknown fault {sorted(unknown)[0]!r}; known: {options}")
@@ -145,7 +160,7 @@ class Faults:
                     self._numbers.pop(key, None)
                 else:
                     self._numbers[key] = number
-            if shape is not None:
+            if "status_shape" in settings:
                 self._status_shape = shape
 
     def update_from_text(self, text: str) -> None:
@@ -162,6 +177,7 @@ class Faults:
             state: dict[str, Any] = {name: spec.as_json() for name, spec in self._specs.items()}
             state.update(self._numbers)
             state["status_shape"] = self._status_shape.value if self._status_shape else None
+            state["fired"] = dict(sorted(self._fired.items()))
             return state
 
 

@@ -68,9 +68,6 @@ from tests.workers.pipeline_fixtures import serve_photos  # noqa: E402
 #: the reelyard processes the supervisor keeps running (the studio is the "cloud")
 SUPERVISED = ("api", "pipeline", "edit", "webhooks", "beat")
 TERMINAL = ("succeeded", "failed", "canceled")
-#: the studio's faults turned off again when their time is up (the others are counts,
-#: which fire on the next eligible calls and are cleared when the run settles)
-TIMED_STUDIO_FAULTS = {"studio.latency": {"latency_ms": 0}}
 #: how long a worker waits for a receiver, and how long the receiver's timeout holds
 WEBHOOK_TIMEOUT_S = 2.0
 
@@ -106,6 +103,8 @@ class Record:
     applied: Counter[str] = field(default_factory=Counter)
     #: crash points a process reached (and died at) after the schedule armed them
     crashes: Counter[str] = field(default_factory=Counter)
+    #: the studio's faults that struck, by name (``GET /_studio/faults``)
+    studio_fired: dict[str, int] = field(default_factory=dict)
     fault_errors: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -144,6 +143,7 @@ class Outcome:
             "statuses": dict(sorted(statuses.items())),
             "faults": sum(self.record.applied.values()),
             "crashes": sum(self.record.crashes.values()),
+            "studio_faults_struck": sum(self.record.studio_fired.values()),
             "fault_kinds": len(self.record.applied),
             "violations": len(self.violations),
             "deliveries": len(self.history.deliveries),
@@ -174,7 +174,6 @@ class Chaos:
         self.redis = PrivateRedis(root)
         self.system: System | None = None
         self.api_port = 0
-        self.token_expiries_set = 0
         self._supervisor: threading.Thread | None = None
         self._paused: set[str] = set()
 
@@ -464,9 +463,8 @@ class Chaos:
                 self.system.studio("GET", "faults").get("token_expiry", {}).get("count", 0)
             )
             spec = {"token_expiry": {"count": pending + 1}}
-            self.token_expiries_set += 1
         self.system.faults(**spec)
-        off = TIMED_STUDIO_FAULTS.get(kind)
+        off = fault.params.get("off")  # a rate, for the fault's duration
         if off is not None:
             self._later(
                 fault.duration_s, lambda: self.system.faults(**off) if self.system else None
@@ -492,17 +490,19 @@ class Chaos:
     # -- settling and the history --------------------------------------------------------
 
     def faults_off(self) -> int:
-        """Every fault off; the token expiries that fired (set minus still pending)."""
+        """Every fault off; how many token expiries struck (the studio counts them: each
+        one costs a token, and counts set while others are pending overlap)."""
         assert self.system is not None
         self.receiver.set_mode(Mode.OK)
         self.postgres.wait_back(120)
         if not self.redis.running:
             self.redis.start()
-        pending = int(self.system.studio("GET", "faults").get("token_expiry", {}).get("count", 0))
         self.system.clear_faults()
         for point in POINTS:
             self._disarm(point)
-        return self.token_expiries_set - pending
+        fired = self.system.studio("GET", "faults")["fired"]
+        self.record.studio_fired = {str(name): int(count) for name, count in fired.items()}
+        return self.record.studio_fired.get("token_expiry", 0)
 
     def unsettled(self) -> tuple[int, int]:
         """(jobs not ended, ended jobs whose terminal webhook has not arrived)."""
@@ -609,6 +609,8 @@ def run_chaos(settings: Settings, root: Path | None = None) -> Outcome:
 def report(outcome: Outcome) -> str:
     lines = [format_table(outcome.history, outcome.violations), "crash points reached:"]
     lines += [f"  {point:22} {count}" for point, count in sorted(outcome.record.crashes.items())]
+    lines.append("studio faults that struck:")
+    lines += [f"  {name:22} {count}" for name, count in sorted(outcome.record.studio_fired.items())]
     for subject in sorted({violation.subject for violation in outcome.violations}):
         job = outcome.history.jobs.get(subject)
         if job is None:

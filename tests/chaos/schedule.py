@@ -111,11 +111,28 @@ def _fault(rng: random.Random, kind: str, at_s: float, length_s: float | None = 
     elif kind == "worker.crash_point":
         params = {"point": rng.choice(CRASH_POINTS)}
     elif kind in STUDIO_FAULTS:
-        params = {"spec": STUDIO_FAULTS[kind]}
+        params = _studio_params(rng, kind)
         duration = rng.uniform(2.0, 6.0)
     elif kind in RECEIVER:
         duration = rng.uniform(1.0, 5.0)
     return Fault(at_s=round(at_s, 3), kind=kind, duration_s=round(duration, 3), params=params)
+
+
+def _studio_params(rng: random.Random, kind: str) -> dict[str, Any]:
+    """The spec to send (its counts, and a random rate for the fault's duration) and
+    the spec that turns it off again. Token expiries are counts only: the run must
+    know how many fired, since each one costs a token."""
+    spec = {
+        name: dict(value) if isinstance(value, dict) else value
+        for name, value in STUDIO_FAULTS[kind].items()
+    }
+    if kind == "studio.latency":
+        return {"spec": {"latency_ms": rng.choice([100, 200, 400, 800])}, "off": {"latency_ms": 0}}
+    if kind == "studio.token_expiry":
+        return {"spec": spec}
+    name = kind.removeprefix("studio.")
+    spec[name]["p"] = round(rng.uniform(0.05, 0.3), 2)
+    return {"spec": spec, "off": {name: {"p": 0, "count": 0}}}
 
 
 def counts(schedule: list[Fault]) -> Counter[str]:

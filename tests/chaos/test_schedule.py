@@ -54,6 +54,29 @@ def test_the_studio_faults_are_the_studios_own():
         assert set(spec) <= known, (kind, spec)
 
 
+def test_studio_faults_run_at_a_random_rate_for_a_while_then_go_off():
+    schedule = draw(3, duration_s=300, per_kind=4, total=120)
+    studio = [fault for fault in schedule if fault.kind in STUDIO_FAULTS]
+    rates = set()
+    for fault in studio:
+        assert 2.0 <= fault.duration_s <= 6.0
+        spec, off = fault.params["spec"], fault.params.get("off")
+        if fault.kind == "studio.token_expiry":  # counted exactly: never a rate
+            assert off is None
+            assert spec == {"token_expiry": {"count": 1}}
+        elif fault.kind == "studio.latency":
+            assert spec["latency_ms"] > 0
+            assert off == {"latency_ms": 0}
+        else:
+            name = fault.kind.removeprefix("studio.")
+            assert 0.05 <= spec[name]["p"] <= 0.3
+            assert spec[name]["count"] >= 1
+            assert off == {name: {"p": 0, "count": 0}}
+            rates.add(spec[name]["p"])
+    assert len(rates) > 5  # drawn, not fixed
+    assert STUDIO_FAULTS["studio.rate_limit"]["rate_limit"] == {"count": 5}  # not mutated
+
+
 def test_a_flush_is_an_instant_and_other_outages_last_a_while():
     schedule = draw(7, duration_s=300, per_kind=4, total=120)
     for fault in schedule:

@@ -87,3 +87,16 @@ def test_bad_settings_are_refused_naming_the_key_and_change_nothing(settings, me
 def test_settings_text_must_be_json():
     with pytest.raises(FaultConfigError, match="not JSON"):
         Faults().update_from_text("rate_limit=0.1")
+
+
+def test_what_struck_is_counted_through_clears_and_can_be_posted_back():
+    faults = Faults(seed=3)
+    faults.update({"token_expiry": {"count": 2}, "server_error": 1.0})
+    assert [faults.fires("token_expiry") for _ in range(3)] == [True, True, False]
+    assert faults.fires("server_error")
+    faults.clear()
+    assert not faults.fires("server_error")
+    state = faults.as_json()
+    assert state["fired"] == {"server_error": 1, "token_expiry": 2}
+    faults.update(state)  # GET's answer, POSTed back: ``fired`` is read-only
+    assert faults.as_json() == state
