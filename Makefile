@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 # Benchmark scripts run as files, so benchmarks/ is first on their path: no benchmark may be
 # named like a package of ours (benchmarks/studio.py would hide the studio package).
-.PHONY: install demo test chaos lint format typecheck pytest bench-render bench-studio bench-api bench-pipeline bench-inflight bench-webhooks bench-broker clean
+.PHONY: install demo test chaos lint format typecheck pytest bench-render bench-studio bench-api bench-pipeline bench-inflight bench-webhooks bench-broker bench-scale clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,12 @@ bench-pipeline: $(STAMP)
 # the ideal, peak RSS and CPU of the workers, edit pool on threads and on gevent
 bench-inflight: $(STAMP)
 	$(BIN)/python benchmarks/inflight.py
+
+# Issue 10: one 2-core host: 10,000 queued jobs drained (jobs/s), p50/p95/p99 accepted ->
+# succeeded at a steady half of that rate, 1,000 jobs in flight with 60 s edit turns (time
+# against the ideal, peak RSS, CPU); one JSON line per phase, {"phase": "scale", ...} last
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/scale.py
 
 # Issue 8: webhook deliveries per second from one worker host (`reelyard worker -Q webhooks`,
 # its default pool, one process then one per core) to a loopback receiver; ends with

@@ -30,7 +30,8 @@ STUDIO_ENV = {
     "STUDIO_FREE_CREDITS": "100000000",
 }
 #: reelyard's settings where the end-to-end tests' differ from production's: no waits
-#: (render polls at once), and leases and sweeps as in production
+#: (render polls at once), leases of 60 s and a reconciler sweep every 30 s (production:
+#: 120 s and 5 s)
 SETTINGS = {
     "REELYARD_TIME_SCALE": "0",
     "REELYARD_RENDER_POLL_S": "1",
@@ -41,9 +42,14 @@ SETTINGS = {
 SERVERS = {"postgres": "postgres", "redis-server": "redis"}
 
 
+def job_spec(urls: list[str]) -> dict[str, Any]:
+    """The body of one benchmark job (``POST /v1/jobs``, or one of a batch's jobs)."""
+    return {"images": urls, "prompt": PROMPT, "options": SPEC}
+
+
 def submit(system: System, urls: list[str], jobs: int) -> float:
     """Post ``jobs`` jobs through ``POST /v1/batches``, 100 at a time; the seconds it took."""
-    spec = {"images": urls, "prompt": PROMPT, "options": SPEC}
+    spec = job_spec(urls)
     started = time.monotonic()
     headers = {"Authorization": f"Bearer {system.key}"}
     with httpx.Client(base_url=system.api_url, headers=headers, timeout=120) as client:

@@ -220,11 +220,20 @@ def log_errors(system: System) -> dict[str, int]:
     }
 
 
-def run_phase(phase: Phase, jobs: int, timeout: float, root: Path) -> Result:
-    """One fresh system, ``jobs`` jobs until every one has ended; its measurements."""
+def run_phase(
+    phase: Phase,
+    jobs: int,
+    timeout: float,
+    root: Path,
+    *,
+    database: str = DATABASE,
+    redis_url: str = REDIS_URL,
+) -> Result:
+    """One fresh system, ``jobs`` jobs until every one has ended; its measurements.
+    ``database`` (created, then dropped) and ``redis_url`` (flushed) are the system's."""
     result = Result(phase.name, phase.pool, phase.turn_s)
-    database_url = create_database(DATABASE)
-    broker = Broker("redis", REDIS_URL, REDIS_URL)
+    database_url = create_database(database)
+    broker = Broker("redis", redis_url, redis_url)
     broker.flush()
     system = System(
         root / phase.name,
@@ -246,7 +255,7 @@ def run_phase(phase: Phase, jobs: int, timeout: float, root: Path) -> Result:
             meter = CpuMeter(system)
             meter.start()
             print(f"[{phase.name}] system up (logs in {system.root / 'logs'})", flush=True)
-            queues = redis.Redis.from_url(REDIS_URL)
+            queues = redis.Redis.from_url(redis_url)
             started, started_epoch = time.monotonic(), time.time()
             result.submit_s = submit(system, photos.urls, jobs)
             print(f"[{phase.name}] submitted {jobs} in {result.submit_s:.1f} s", flush=True)
@@ -285,7 +294,7 @@ def run_phase(phase: Phase, jobs: int, timeout: float, root: Path) -> Result:
     finally:
         system.stop()
         broker.flush()
-        drop_database(DATABASE)
+        drop_database(database)
     return result
 
 

@@ -115,21 +115,27 @@ def measure(system: System, urls: list[str], jobs: int, timeout_s: float) -> Run
     started = time.monotonic()
     run.submit_s = submit(system, urls, jobs)
     print(f"submitted in {run.submit_s:.1f} s", flush=True)
-    while True:
-        run.terminal, run.succeeded = counts(system.database_url)
-        elapsed = time.monotonic() - started
-        if run.terminal >= jobs:
-            break
-        if elapsed > timeout_s:
-            run.timed_out = True
-            break
-        print(f"  {elapsed:6.1f} s: {run.terminal}/{jobs} terminal", flush=True)
-        time.sleep(1.0)
-    run.wall_s = time.monotonic() - started
+    wait_terminal(system, run, started, timeout_s)
     run.cpu = meter.stop()
     time.sleep(1.0)  # statistics reach pg_stat_database within a second
     run.commits = transactions(system.database_url) - commits_before
     return run
+
+
+def wait_terminal(system: System, run: Run, started: float, timeout_s: float) -> None:
+    """Poll once a second until ``run.jobs`` jobs are terminal or ``timeout_s`` has passed
+    since ``started`` (monotonic); sets the run's counts, ``wall_s`` and ``timed_out``."""
+    while True:
+        run.terminal, run.succeeded = counts(system.database_url)
+        elapsed = time.monotonic() - started
+        if run.terminal >= run.jobs:
+            break
+        if elapsed > timeout_s:
+            run.timed_out = True
+            break
+        print(f"  {elapsed:6.1f} s: {run.terminal}/{run.jobs} terminal", flush=True)
+        time.sleep(1.0)
+    run.wall_s = time.monotonic() - started
 
 
 def main() -> int:
