@@ -346,6 +346,7 @@ def main() -> int:
     parser.add_argument(
         "--keep", action="store_true", help="keep the logs' directory (kept anyway on errors)"
     )
+    parser.add_argument("--drain-only", action="store_true", help="the drain phase alone")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="reelyard-bench-scale-"))
@@ -357,7 +358,8 @@ def main() -> int:
         broker,
         create_database(DATABASE),
         studio_env=STUDIO_ENV,
-        env_overrides=SETTINGS,
+        # a backlog is what the reconciler must not flood: its sweeps as in production
+        env_overrides={**SETTINGS, "REELYARD_RECONCILE_EVERY_S": "5"},
         commands={},
     )
     try:
@@ -365,6 +367,8 @@ def main() -> int:
             system.start()
             drained = drain(system, photos.urls, args.jobs, args.timeout)
             print(json.dumps(drained), flush=True)
+            if args.drain_only:
+                return 1 if drained["timed_out"] else 0
             rate = args.rate or args.rate_fraction * drained["jobs_per_s"]
             timed = latency(system, photos.urls, max(rate, 0.1), args.latency_s, args.timeout)
             print(json.dumps(timed), flush=True)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, cast
@@ -343,11 +344,20 @@ def _advance_statement(keys: frozenset[str], attempts: _Attempts, *, hold: bool)
     return update(JOBS).where(_OWNED).values(sets).returning(JOBS.c.id)
 
 
+@dataclass(frozen=True)
+class Due:
+    """A job the reconciler may enqueue: its stage, and whether a worker had it."""
+
+    stage: Stage
+    #: its lease expired: the worker that took its message died with it
+    orphaned: bool = False
+
+
 def due_jobs(
     session: Session, *, now: datetime, grace_s: float = 0.0, limit: int = 500
-) -> dict[str, Stage]:
-    """Live jobs that are due and free, with their stage: the reconciler enqueues each
-    (claims decide).
+) -> dict[str, Due]:
+    """Live jobs that are due and free, oldest due first: the reconciler decides which
+    to enqueue (``workers.reconciler.to_enqueue``; claims decide the rest).
 
     A job whose lease expired (its worker died) is due at once; one that is merely
     due must have been due for ``grace_s`` seconds, so the message already on its way
@@ -355,7 +365,7 @@ def due_jobs(
     """
     due_before = now - timedelta(seconds=grace_s)
     rows = session.execute(
-        select(Job.id, Job.stage)
+        select(Job.id, Job.stage, Job.lease_expires_at.is_not(None))
         .where(
             and_(
                 Job.status.in_(ACTIVE_STATUSES),
@@ -371,7 +381,7 @@ def due_jobs(
         .order_by(Job.next_run_at)
         .limit(limit)
     )
-    return {row[0]: row[1] for row in rows}
+    return {row[0]: Due(row[1], bool(row[2])) for row in rows}
 
 
 def overdue_jobs(session: Session, *, now: datetime, limit: int = 500) -> list[str]:

@@ -4,8 +4,12 @@ Beat runs :func:`reconcile` every ``REELYARD_RECONCILE_EVERY_S`` seconds. It rea
 the jobs' rows (the system of record) and, from them alone:
 
 1. fails every live job past its deadline (``deadline_exceeded``);
-2. enqueues every live job that is due and not leased, or whose lease expired (its
-   worker died) — a duplicate message is harmless, the claim decides;
+2. enqueues the live jobs that are due and not leased, or whose lease expired (its
+   worker died) — a duplicate message is harmless, the claim decides — but not more
+   of a queue's merely-due jobs than the broker is missing messages for
+   (:func:`to_enqueue`): behind a backlog of 10,000 queued jobs every one of them is
+   "due", and each has its message waiting on the queue; sending them all again on
+   every sweep multiplied the queue (6.5 duplicates per job draining 3,000 jobs);
 3. asks for the upstream cancel of renders that belong to jobs that ended without
    them (canceled, or failed on their deadline), so nothing keeps rendering for no one.
 
@@ -16,7 +20,7 @@ jobs by at most a sweep and a grace period.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -26,6 +30,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.jobs import TERMINAL_STATUSES, Job, JobStatus, Stage, finish_job
 from workers import leases
 from workers.decisions import MESSAGES, ErrorCode
+from workers.leases import Due
+from workers.pipeline import queue_for
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +52,40 @@ class Sweep:
 
 Enqueue = Callable[[str, Stage], None]
 CancelRender = Callable[[str], None]
+#: messages waiting on each broker queue, by name; None when the broker cannot say
+Waiting = Callable[[], Mapping[str, int] | None]
+
+
+def to_enqueue(due: Mapping[str, Due], waiting: Mapping[str, int] | None) -> list[str]:
+    """The due jobs (oldest first) that get a message now.
+
+    A job whose worker died (``orphaned``) always does: its message went with the
+    worker. Of a queue's merely-due jobs, only as many as it has more than messages
+    waiting, the oldest first: the others' messages are, as far as anyone can tell,
+    still on the queue (a message taken by a live worker leads to a lease, and a
+    leased job is not due). A lost message is then found once the queue has drained
+    to the jobs whose messages are gone, at the latest; every message lost at once
+    (FLUSHALL, a restarted Redis) leaves an empty queue, so they are all sent again on
+    the next sweep. When the broker cannot say (``waiting`` is None), every due job
+    gets one, as before.
+    """
+    if waiting is None:
+        return list(due)
+    merely_due: dict[str, int] = {}
+    for entry in due.values():
+        if not entry.orphaned:
+            queue = queue_for(entry.stage).value
+            merely_due[queue] = merely_due.get(queue, 0) + 1
+    room = {queue: count - waiting.get(queue, 0) for queue, count in merely_due.items()}
+    chosen = []
+    for job_id, entry in due.items():
+        queue = queue_for(entry.stage).value
+        if entry.orphaned:
+            chosen.append(job_id)
+        elif room[queue] > 0:
+            room[queue] -= 1
+            chosen.append(job_id)
+    return chosen
 
 
 def reconcile(
@@ -55,6 +95,7 @@ def reconcile(
     grace_s: float,
     enqueue: Enqueue,
     cancel_render: CancelRender,
+    waiting: Waiting = lambda: None,
     limit: int = 1000,
 ) -> Sweep:
     with sessions() as session:
@@ -88,18 +129,20 @@ def reconcile(
             .limit(limit)
         ).all()
         session.rollback()
-    for job_id, stage in due.items():
-        enqueue(job_id, stage)
+    chosen = to_enqueue(due, waiting() if due else None)
+    for job_id in chosen:
+        enqueue(job_id, due[job_id].stage)
     for job_id in orphans:
         cancel_render(job_id)
-    if due or failed or orphans:
+    if chosen or failed or orphans:
         log.info(
-            "reconciled: %d enqueued, %d overdue, %d renders to cancel",
+            "reconciled: %d enqueued (of %d due), %d overdue, %d renders to cancel",
+            len(chosen),
             len(due),
             failed,
             len(orphans),
         )
-    return Sweep(len(due), failed, len(orphans))
+    return Sweep(len(chosen), failed, len(orphans))
 
 
 def mark_render_canceled(sessions: sessionmaker[Session], job_id: str, status: str) -> None:

@@ -46,6 +46,7 @@ from workers.app import (
     send_now,
 )
 from workers.pipeline import Deps, Next, PipelineConfig, Queue, new_owner, queue_for, run_stage
+from workers.queues import waiting_messages
 from workers.stages import HANDLERS
 from workers.upstream import TokenPending, Upstream, current_token
 
@@ -174,6 +175,7 @@ def create_worker_app(settings: Settings, nemo_config: NemoConfig) -> Celery:
             grace_s=2 * settings.reconcile_every_s,
             enqueue=enqueue,
             cancel_render=ask_cancel,
+            waiting=lambda: waiting_messages(settings.broker_url),
         )
 
     @app.task(name=CANCEL_RENDER_TASK, shared=False)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 from models.base import utcnow
-from models.jobs import Job, JobStatus, Stage, finish_job
-from workers.leases import claim
-from workers.reconciler import reconcile
+from models.jobs import Job, JobStatus, Stage, finish_job, new_job_id
+from workers.leases import Due, claim
+from workers.queues import waiting_messages
+from workers.reconciler import reconcile, to_enqueue
 
 
-def sweep(session_factory, now, grace_s=0.0, *, only=None):
+def sweep(session_factory, now, grace_s=0.0, *, only=None, waiting=lambda: None):
     """One sweep; what it enqueued and canceled (of job ``only``, if given: the database
     may hold other tests' committed jobs)."""
     enqueued, cancels = [], []
@@ -20,6 +21,7 @@ def sweep(session_factory, now, grace_s=0.0, *, only=None):
         grace_s=grace_s,
         enqueue=lambda job_id, stage: enqueued.append((job_id, stage)),
         cancel_render=cancels.append,
+        waiting=waiting,
     )
     if only is not None:
         enqueued = [(job_id, stage) for job_id, stage in enqueued if job_id == only]
@@ -79,3 +81,75 @@ def test_finished_renders_need_no_cancel(session_factory, db_session, job):
     _, _, cancels = sweep(session_factory, utcnow(), only=job.id)
     assert cancels == []
     assert db_session.get(Job, job.id) is not None
+
+
+# --- a backlog is not a loss (to_enqueue) ---------------------------------------------
+
+DUE = {
+    "job_a": Due(Stage.AUTHORIZE),
+    "job_b": Due(Stage.UPLOAD),
+    "job_c": Due(Stage.EDIT),
+    "job_d": Due(Stage.EXPORT),
+    "job_e": Due(Stage.EDIT, orphaned=True),
+}
+
+
+def test_jobs_whose_messages_wait_on_the_queue_get_none_more():
+    assert to_enqueue(DUE, {"pipeline": 3, "edit": 1}) == ["job_e"]
+    assert to_enqueue(DUE, {"pipeline": 10_000, "edit": 5_000}) == ["job_e"]
+
+
+def test_a_queue_short_of_messages_gets_its_oldest_due_jobs_sent_again():
+    assert to_enqueue(DUE, {"pipeline": 1, "edit": 1}) == ["job_a", "job_b", "job_e"]
+    assert to_enqueue(DUE, {"pipeline": 3, "edit": 0}) == ["job_c", "job_e"]
+
+
+def test_an_empty_broker_or_one_that_cannot_say_gets_every_due_job():
+    assert to_enqueue(DUE, {}) == list(DUE)  # FLUSHALL: every message gone
+    assert to_enqueue(DUE, {"pipeline": 0, "edit": 0}) == list(DUE)
+    assert to_enqueue(DUE, None) == list(DUE)
+
+
+def test_a_dead_workers_job_is_sent_again_whatever_waits():
+    assert to_enqueue({"job_e": DUE["job_e"]}, {"edit": 1_000}) == ["job_e"]
+
+
+def test_a_sweep_behind_a_real_backlog_sends_only_what_the_broker_lacks(
+    session_factory, db_session, job, redis_client, redis_url
+):
+    """Regression: draining 3,000 queued jobs, each sweep re-sent every due job whose
+    message was still on the queue (19,451 duplicate messages, 6.5 per job)."""
+    now = utcnow()
+    jobs = [job]
+    for index in range(3):
+        other = Job(
+            id=new_job_id(),
+            tenant_id=job.tenant_id,
+            image_urls=job.image_urls,
+            prompt=f"a calm slideshow {index}",
+            options=job.options,
+            caller_metadata={},
+        )
+        db_session.add(other)
+        jobs.append(other)
+    db_session.flush()
+    for offset, queued in enumerate(jobs):  # due in this order, long enough ago
+        queued.next_run_at = now - timedelta(seconds=60 - offset)
+    db_session.commit()
+    ids = {queued.id for queued in jobs}
+
+    def mine(enqueued):
+        return [job_id for job_id, _ in enqueued if job_id in ids]
+
+    # the database may hold other tests' due jobs: as many messages wait for them
+    _, everything, _ = sweep(session_factory, now)
+    others = len(everything) - len(mine(everything))
+    redis_client.lpush("pipeline", *[f"m{index}" for index in range(others + len(jobs))])
+    _, enqueued, _ = sweep(session_factory, now, waiting=lambda: waiting_messages(redis_url))
+    assert mine(enqueued) == []  # a backlog: every message is there
+    redis_client.ltrim("pipeline", 0, others + 1)  # two of this test's messages lost
+    _, enqueued, _ = sweep(session_factory, now, waiting=lambda: waiting_messages(redis_url))
+    assert mine(enqueued) == [jobs[0].id, jobs[1].id]  # the oldest two
+    redis_client.flushdb()  # everything lost
+    _, enqueued, _ = sweep(session_factory, now, waiting=lambda: waiting_messages(redis_url))
+    assert mine(enqueued) == [queued.id for queued in jobs]
