@@ -130,6 +130,8 @@ class Ledger:
     renders: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: per client id: anonymous tokens issued
     tokens: dict[str, int] = field(default_factory=dict)
+    #: per client id: its tokens the faults killed (token_expiry, token_expiry_after)
+    revoked: dict[str, int] = field(default_factory=dict)
     #: per session: uploads by content hash
     uploads: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -145,6 +147,7 @@ class Ledger:
             },
             "renders": self.renders,
             "tokens": self.tokens,
+            "tokens_revoked": self.revoked,
         }
 
 
@@ -269,7 +272,9 @@ class Store:
             return self.ledger.renders.get(name)
         if kind == "ledger.tokens":
             issued_tokens = self.ledger.tokens.get(name)
-            return {"issued": issued_tokens} if issued_tokens is not None else None
+            if issued_tokens is None:
+                return None
+            return {"issued": issued_tokens, "revoked": self.ledger.revoked.get(name, 0)}
         raise ValueError(f"no such record kind: {kind}")
 
     def _load(self, records: dict[str, dict[str, Record]], path: Path) -> None:
@@ -331,6 +336,8 @@ class Store:
             self.ledger.renders[render_id] = dict(data)
         for client_id, data in records.get("ledger.tokens", {}).items():
             self.ledger.tokens[client_id] = int(data["issued"])
+            if data.get("revoked"):
+                self.ledger.revoked[client_id] = int(data["revoked"])
 
     # tokens and credits
 
@@ -391,7 +398,12 @@ class Store:
             limit = self.faults.number("token_expiry_after")
             if (limit is not None and account.calls > limit) or self.faults.fires("token_expiry"):
                 account.revoked = True
-                self._saved(("account", account.token))
+                client = account.client_id
+                if client is not None:
+                    self.ledger.revoked[client] = self.ledger.revoked.get(client, 0) + 1
+                    self._saved(("account", account.token), ("ledger.tokens", client))
+                else:
+                    self._saved(("account", account.token))
                 raise NemoFailure(1001)
             self._saved(("account", account.token))
             return account

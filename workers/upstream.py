@@ -13,10 +13,19 @@ them. A token is replaced only after the upstream refused it (1001):
   claim that expires after :data:`REFRESH_CLAIM_S`.
 
 A token fixed by configuration (``NEMO_TOKEN``) is used as it is and never refreshed.
+
+A new token exists only in the refresher's memory until it is stored, and the upstream
+will not issue another for the same client id while it lives (a week). So the
+refresher keeps trying to store it while PostgreSQL refuses (up to
+:data:`REFRESH_CLAIM_S`), and a refusal of a new token for longer than
+:data:`TOKEN_LOCKOUT_S` means a refresher died between receiving and storing one:
+the service goes on under a new client id (a warning says so; it costs one token of
+the address's allowance) instead of waiting out the lost token's week.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -26,15 +35,23 @@ from typing import Any
 
 import httpx
 from sqlalchemy import and_, or_, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models.base import utcnow
 from models.upstream import CREDENTIALS_ROW, UpstreamCredentials
 from nemo import Credits, NemoClient, NemoConfig, Secret, Token, build_http_client
+from nemo.errors import RateLimited
+
+log = logging.getLogger(__name__)
 
 #: seconds a worker may spend fetching a token before another may try
 REFRESH_CLAIM_S = 30.0
+#: a new token refused for longer than this (``Retry-After``): the client id holds a
+#: live token the service lost; a transient 429 asks for seconds
+TOKEN_LOCKOUT_S = 600.0
+#: seconds between two tries to store a token received while PostgreSQL refuses
+STORE_RETRY_S = 0.5
 #: seconds a process reuses the token it last read before reading the row again: a
 #: token replaced meanwhile is refused (1001) at worst, which costs no credit, and
 #: :func:`invalidate` then tells the job it was stale, not expired
@@ -142,13 +159,13 @@ def current_token(
         raise TokenPending
     client_id = upstream.config.client_id or won.client_id
     try:
-        token = upstream.client(None).anonymous_token(client_id)
+        token, client_id = _fetch(sessions, upstream, owner, client_id)
     except BaseException:
         _release(sessions, owner)
         raise
-    _update(
+    stored = _store(
         sessions,
-        UpstreamCredentials.refreshing_owner == owner,
+        owner,
         token=token.value.reveal(),
         user_id=token.user_id,
         client_id=client_id,
@@ -159,8 +176,60 @@ def current_token(
         credits_checked_at=clock() if token.credits is not None else None,
         updated_at=clock(),
     )
+    if not stored:  # another worker stored one meanwhile (our claim had expired): use it
+        with sessions() as session:
+            row = _row(session)
+            if row.token:
+                token = Token(Secret(row.token), user_id=row.user_id)
+            session.commit()
     upstream.remember(token)
     return token
+
+
+def _fetch(
+    sessions: sessionmaker[Session], upstream: Upstream, owner: str, client_id: str
+) -> tuple[Token, str]:
+    """A new token, and the client id it was issued to (see the module doc)."""
+    try:
+        return upstream.client(None).anonymous_token(client_id), client_id
+    except RateLimited as refused:
+        if upstream.config.client_id is not None or refused.retry_after < TOKEN_LOCKOUT_S:
+            raise  # a configured client id stays; a short 429 is waited out
+        locked_s = refused.retry_after
+    fresh = str(uuid.uuid4())
+    log.warning(
+        "the upstream refuses a new token for client id %s for %.0f s: it holds a live "
+        "token that was never stored (a worker died between receiving and storing it); "
+        "going on with a new client id %s",
+        client_id,
+        locked_s,
+        fresh,
+    )
+    if not _update(sessions, UpstreamCredentials.refreshing_owner == owner, client_id=fresh):
+        raise TokenPending  # our claim expired meanwhile: whoever holds it decides
+    return upstream.client(None).anonymous_token(fresh), fresh
+
+
+def _store(sessions: sessionmaker[Session], owner: str, **values: Any) -> bool:
+    """Store a token just received (only in this process's memory until then), trying
+    again while PostgreSQL refuses, for up to :data:`REFRESH_CLAIM_S`; whether it was
+    stored (False: another worker stored one after our claim expired)."""
+    deadline = time.monotonic() + REFRESH_CLAIM_S
+    while True:
+        try:
+            return _update(
+                sessions,
+                or_(
+                    UpstreamCredentials.refreshing_owner == owner,
+                    UpstreamCredentials.token.is_(None),
+                ),
+                **values,
+            )
+        except OperationalError:
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("could not store the new upstream token yet; trying again")
+            time.sleep(STORE_RETRY_S)
 
 
 def _update(sessions: sessionmaker[Session], *where: Any, **values: Any) -> bool:

@@ -28,7 +28,9 @@ studio ledger
     the studio recorded for it (plus exports). ``edits_unaccounted``: more charged
     instructions than the jobs' ``edits_sent`` record.
     ``instruction_unrecorded``: an instruction no job's log says it sent.
-    ``tokens_issued``: a client was issued other than 1 + the injected expiries.
+    ``tokens_issued``: a client id was issued other than 1 + the expiries injected on
+    its tokens (a token lost by a worker that died before storing it is replaced under
+    a new client id: the table counts the client ids).
 webhooks (the test receiver's log)
     ``webhook_missing``: a job's terminal event never reached the receiver, verified.
     ``webhook_unverified``: a delivery whose signature did not verify.
@@ -732,6 +734,8 @@ def format_table(history: History, violations: list[Violation]) -> str:
             ("render submissions", sum(r.submissions for r in ledger.renders.values())),
             ("render attempts by jobs", sum(j.render_attempt for j in history.jobs.values())),
             ("tokens issued", sum(ledger.tokens.values())),
+            ("tokens expired by faults", sum(history.faults.token_expiries.values())),
+            ("client ids", len(ledger.tokens)),
         ],
     )
     deliveries = history.deliveries

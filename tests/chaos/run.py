@@ -135,12 +135,18 @@ class Outcome:
 
     def result(self) -> dict[str, Any]:
         statuses = Counter(job.status.value for job in self.history.jobs.values())
+        failures = Counter(
+            job.error_code or "none"
+            for job in self.history.jobs.values()
+            if job.status.value == "failed"
+        )
         return {
             "seed": self.seed,
             "ok": self.ok,
             "jobs": len(self.history.jobs),
             "accepted": len(self.history.submitted.job_ids),
             "statuses": dict(sorted(statuses.items())),
+            "failures": dict(sorted(failures.items())),
             "faults": sum(self.record.applied.values()),
             "crashes": sum(self.record.crashes.values()),
             "studio_faults_struck": sum(self.record.studio_fired.values()),
@@ -489,9 +495,8 @@ class Chaos:
 
     # -- settling and the history --------------------------------------------------------
 
-    def faults_off(self) -> int:
-        """Every fault off; how many token expiries struck (the studio counts them: each
-        one costs a token, and counts set while others are pending overlap)."""
+    def faults_off(self) -> None:
+        """Every fault off, every crash point disarmed, the servers and receiver up."""
         assert self.system is not None
         self.receiver.set_mode(Mode.OK)
         self.postgres.wait_back(120)
@@ -502,7 +507,6 @@ class Chaos:
             self._disarm(point)
         fired = self.system.studio("GET", "faults")["fired"]
         self.record.studio_fired = {str(name): int(count) for name, count in fired.items()}
-        return self.record.studio_fired.get("token_expiry", 0)
 
     def unsettled(self) -> tuple[int, int]:
         """(jobs not ended, ended jobs whose terminal webhook has not arrived)."""
@@ -538,24 +542,22 @@ class Chaos:
             time.sleep(1.0)
         return time.monotonic() - started
 
-    def history(self, token_expiries: int) -> History:
+    def history(self) -> History:
         system = self.system
         assert system is not None
         for name in SUPERVISED:  # nothing moves while the history is read
             self._paused.add(name)
             system.procs[name].stop()
-        with psycopg.connect(self.postgres.dsn, connect_timeout=5) as conn:
-            row = conn.execute("SELECT client_id FROM upstream_credentials").fetchone()
-        client_id = str(row[0]) if row and row[0] else "unknown"
+        ledger = system.ledger()
+        # each token the studio's faults killed, by client id, costs that client a token
+        revoked = {str(client): int(count) for client, count in ledger["tokens_revoked"].items()}
         return load_history(
             self.postgres.url,
-            system.ledger(),
+            ledger,
             self.receiver.entries(),
             self.root / "system" / "data" / "videos",
             self.record.submitted(),
-            faults=Faults(
-                by_kind=dict(self.record.applied), token_expiries={client_id: token_expiries}
-            ),
+            faults=Faults(by_kind=dict(self.record.applied), token_expiries=revoked),
             export_cost=StudioConfig.from_env({}).cost_export,
         )
 
@@ -585,9 +587,9 @@ def run_chaos(settings: Settings, root: Path | None = None) -> Outcome:
             player.start()
             chaos.submit()
             player.join(settings.duration_s + 300)
-            fired = chaos.faults_off()
+            chaos.faults_off()
             settled = chaos.settle(settings.settle_s)
-            history = chaos.history(fired)
+            history = chaos.history()
         violations = check(history)
         for error in chaos.record.fault_errors:
             violations.append(Violation("fault_not_injected", "harness", error))

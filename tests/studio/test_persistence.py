@@ -150,6 +150,9 @@ def test_a_restarted_studio_has_everything_it_had(tmp_path):
     paid.post("/api/render/proxy/lambda", json=body)
     assert _wait_render(paid, render_id)["status"] == "completed"
     video = _download(http, render_id)
+    expired = _anonymous(http, "client-0")
+    _studio(app).store.faults.update({"token_expiry": {"count": 1}})
+    assert http.get("/api/credits/balance/simple", headers=expired.headers).status_code != 200
     before = _everything(_studio(app).store)
     _stop(app)
 
@@ -168,6 +171,7 @@ def test_a_restarted_studio_has_everything_it_had(tmp_path):
     assert refused.status_code == 429
     ledger = http.get("/_studio/ledger").json
     assert ledger["renders"] == {render_id: {"submissions": 1, "status": "completed"}}
+    assert ledger["tokens_revoked"] == {"client-0": 1}
     assert [m["text"] for m in ledger["sessions"][session_id]["messages"]] == [
         GENERATE,
         "make the title 'Goodbye'",

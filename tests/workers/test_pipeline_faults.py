@@ -18,9 +18,12 @@ from typing import Any
 
 import httpx
 from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
 
 from models.jobs import EventType, Job, JobStatus, Stage, finish_job
+from models.upstream import UpstreamCredentials
 from nemo import Draft, NemoConfig, Secret, Token
+from nemo.errors import ApiError
 from tests.workers.pipeline_fixtures import (
     deps,
     drive,
@@ -230,6 +233,90 @@ def test_a_process_reads_the_stored_token_again_after_a_moment(deps, studio, mon
     monkeypatch.setattr(upstream_module.time, "monotonic", lambda: later)
     again = current_token(deps.sessions, deps.upstream, owner=DEAD)
     assert again.value.reveal() == first.value.reveal()
+
+
+def _client_id(deps: Deps) -> str:
+    with deps.sessions() as session:
+        row = session.get(UpstreamCredentials, 1)
+        assert row is not None
+        assert row.client_id is not None
+        return row.client_id
+
+
+def test_a_token_lost_before_it_was_stored_is_replaced_under_a_new_client_id(
+    db_session, deps, photos, studio, caplog
+):
+    """Regression (chaos run, seed 2131928724): a pipeline worker killed between
+    receiving a new token and storing it left its client id holding a live token no one
+    had; every later refresh was refused for the token's week (429) and 58 jobs waited
+    at authorize."""
+    first = current_token(deps.sessions, deps.upstream, owner=DEAD)
+    lost_client = _client_id(deps)
+    studio.faults(token_expiry={"count": 1})
+    with contextlib.suppress(ApiError):
+        deps.upstream.client(first).credits()  # 1001: the studio kills it
+    upstream_module.invalidate(deps.sessions, deps.upstream, first)
+    # a refresher receives the next token, and dies before it stores it
+    deps.upstream.client(None).anonymous_token(lost_client)
+    deps.upstream.remember(None)
+
+    job = drive(deps, submit(db_session, photos.urls))
+
+    assert succeeded(job), (job.error_code, job.error_message)
+    fresh_client = _client_id(deps)
+    assert fresh_client != lost_client
+    assert studio.ledger()["tokens"] == {lost_client: 2, fresh_client: 1}
+    assert "never stored" in caplog.text
+
+
+def test_a_short_refusal_of_a_new_token_keeps_the_client_id(db_session, deps, photos, studio):
+    studio.faults(rate_limit={"count": 1}, retry_after_s=0.05)
+    job = drive(deps, submit(db_session, photos.urls))
+    assert succeeded(job), (job.error_code, job.error_message)
+    assert len(studio.ledger()["tokens"]) == 1
+
+
+def test_a_token_received_while_postgres_refuses_is_stored_once_it_answers(
+    deps, studio, monkeypatch
+):
+    real_update = upstream_module._update
+    refusals = []
+
+    def refusing(sessions, *where, **values):
+        if "token" in values and len(refusals) < 2:
+            refusals.append(values["token"])
+            raise OperationalError("UPDATE", {}, Exception("connection refused"))
+        return real_update(sessions, *where, **values)
+
+    monkeypatch.setattr(upstream_module, "_update", refusing)
+    monkeypatch.setattr(upstream_module, "STORE_RETRY_S", 0.01)
+    token = current_token(deps.sessions, deps.upstream, owner=DEAD)
+    assert len(refusals) == 2
+    with deps.sessions() as session:
+        row = session.get(UpstreamCredentials, 1)
+        assert row is not None
+        assert row.token == token.value.reveal()
+    assert list(studio.ledger()["tokens"].values()) == [1]
+
+
+def test_a_refresher_whose_claim_was_taken_over_still_stores_its_token(deps, studio, monkeypatch):
+    """A refresh slower than the claim (30 s): the claim passed to another worker,
+    which is refused a token (the client id holds ours); ours must not be dropped."""
+    real_fetch = upstream_module._fetch
+
+    def slow(sessions, upstream, owner, client_id):
+        fetched = real_fetch(sessions, upstream, owner, client_id)
+        with sessions() as session:
+            session.execute(update(UpstreamCredentials).values(refreshing_owner="another-worker"))
+            session.commit()
+        return fetched
+
+    monkeypatch.setattr(upstream_module, "_fetch", slow)
+    token = current_token(deps.sessions, deps.upstream, owner=DEAD)
+    with deps.sessions() as session:
+        row = session.get(UpstreamCredentials, 1)
+        assert row is not None
+        assert row.token == token.value.reveal()
 
 
 def test_a_refused_fixed_token_fails_the_job_at_once_and_mints_none(

@@ -49,7 +49,7 @@ def test_loopback_needs_no_token(tmp_path, address):
     client = _client(tmp_path)
     response = client.get("/_studio/ledger", environ_base={"REMOTE_ADDR": address})
     assert response.status_code == 200
-    assert response.json == {"sessions": {}, "renders": {}, "tokens": {}}
+    assert response.json == {"sessions": {}, "renders": {}, "tokens": {}, "tokens_revoked": {}}
 
 
 @pytest.mark.parametrize("address", ["10.1.2.3", "192.168.0.5", "8.8.8.8", "::ffff:10.0.0.1", ""])

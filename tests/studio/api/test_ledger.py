@@ -18,7 +18,7 @@ STUDIO_ENV = {"STUDIO_RENDER_MODE": "none", "STUDIO_SILENT_CLOSE_RATIO": "0"}
 
 
 def test_an_empty_ledger(studio):
-    assert studio.ledger() == {"sessions": {}, "renders": {}, "tokens": {}}
+    assert studio.ledger() == {"sessions": {}, "renders": {}, "tokens": {}, "tokens_revoked": {}}
 
 
 def test_messages_are_recorded_per_session_in_order_with_time_kind_and_cost(studio, client):
@@ -78,6 +78,7 @@ def test_tokens_are_counted_per_client_id(studio, client):
     first.get("/api/credits/balance/simple")  # expires it
     User.anonymous(client, "three")
     assert studio.ledger()["tokens"] == {"one": 1, "two": 1, "three": 2}
+    assert studio.ledger()["tokens_revoked"] == {"three": 1}  # the expiry, whose it was
 
 
 def test_renders_count_every_submission_and_keep_the_final_status(studio, user):
@@ -115,7 +116,7 @@ def test_reset_forgets_tokens_sessions_renders_and_faults(studio, user):
     user.chat(session_id, "a 2-second video")
     studio.faults(latency_ms=1, rate_limit={"p": 0.01})
     studio.reset()
-    assert studio.ledger() == {"sessions": {}, "renders": {}, "tokens": {}}
+    assert studio.ledger() == {"sessions": {}, "renders": {}, "tokens": {}, "tokens_revoked": {}}
     assert user.get("/api/credits/balance/simple").json()["code"] == 1001
     faults = studio.admin("GET", "faults")
     assert "latency_ms" not in faults
