@@ -361,7 +361,7 @@ def export(run: StageRun) -> Outcome:
         try:
             status = client.render_status(job.render_id)
         except ApiError as error:
-            if error.http_status != 404 and error.code != 4004:
+            if not _render_gone(error):
                 raise
         else:  # the render exists: never a second one for this attempt
             return _polling(run, status, "Rendering (resumed).")
@@ -403,11 +403,22 @@ def _polling(run: StageRun, status: RenderStatus, message: str) -> Outcome:
 # poll_render
 
 
+def _render_gone(error: ApiError) -> bool:
+    """The upstream does not know the render (4004): it never started, or it belongs to
+    a user whose token the service no longer has (a new client id, workers/upstream.py)."""
+    return error.http_status == 404 or error.code == 4004
+
+
 def poll_render(run: StageRun) -> Outcome:
     job = run.job
     assert job.render_id is not None  # noqa: S101 (export stored it)
     client = run.client()
-    status = client.render_status(job.render_id)
+    try:
+        status = client.render_status(job.render_id)
+    except ApiError as error:
+        if not _render_gone(error):
+            raise
+        return _render_again(run, "the video service no longer knows the render")
     if status.status is RenderState.COMPLETED:
         return Advance(
             Stage.FINALIZE,
@@ -454,7 +465,12 @@ def finalize(run: StageRun) -> Outcome:
     job = run.job
     assert job.render_id is not None  # noqa: S101 (export stored it)
     client = run.client()
-    status = client.render_status(job.render_id)
+    try:
+        status = client.render_status(job.render_id)
+    except ApiError as error:
+        if not _render_gone(error):
+            raise
+        return _render_again(run, "the video service no longer knows the render")
     storage = run.deps.storage
     with tempfile.TemporaryDirectory(prefix="reelyard-") as scratch:
         local = Path(scratch) / "video.mp4"

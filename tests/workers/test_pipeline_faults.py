@@ -120,16 +120,18 @@ def messages(ledger: dict[str, Any]) -> dict[str, list[str]]:
     }
 
 
-def assert_nothing_twice(ledger: dict[str, Any], *, tokens: int = 1) -> None:
+def assert_nothing_twice(ledger: dict[str, Any], *, tokens: int | None = 1) -> None:
     """No message sent twice to a session, no render id submitted twice, no file
-    uploaded twice to a session, and ``tokens`` tokens for the one client id."""
+    uploaded twice to a session, and ``tokens`` tokens for the one client id (None:
+    the caller checks the tokens)."""
     for session_id, session in ledger["sessions"].items():
         texts = [m["text"] for m in session["messages"]]
         assert len(texts) == len(set(texts)), (session_id, texts)
         assert all(count == 1 for count in session["uploads"].values()), session
     for rid, render in ledger["renders"].items():
         assert render["submissions"] == 1, (rid, render)
-    assert list(ledger["tokens"].values()) == [tokens], ledger["tokens"]
+    if tokens is not None:
+        assert list(ledger["tokens"].values()) == [tokens], ledger["tokens"]
 
 
 def of_type(deps: Deps, job_id: str, type_: EventType | None = None) -> list[str]:
@@ -449,6 +451,37 @@ def test_a_stuck_render_is_canceled_after_its_timeout_and_started_again(
     }
     assert any("no result after 1 s" in m for m in of_type(deps, job_id, EventType.RETRY))
     assert_nothing_twice(studio.ledger())
+
+
+def test_a_render_the_service_no_longer_knows_is_rendered_again_in_a_new_session(
+    db_session, deps, photos, studio
+):
+    """After the service moved to a new client id (a lost token, workers/upstream.py),
+    the old user's render answers 4004 and its session 1002: the job renders again
+    after a session repair, instead of failing ``invalid_input``."""
+    job_id = submit(db_session, photos.urls)
+    step_to(deps, job_id, Stage.POLL_RENDER)
+    fresh = deps.upstream.client(None).anonymous_token("a-new-client-id")
+    with deps.sessions() as session:
+        session.execute(
+            update(UpstreamCredentials).values(
+                token=fresh.value.reveal(), user_id=fresh.user_id, client_id="a-new-client-id"
+            )
+        )
+        session.commit()
+    deps.upstream.remember(None)
+    job = drive(deps, job_id)
+    assert succeeded(job), (job.error_code, job.error_message)
+    assert job.session_repairs == 1
+    # the old user's render; one refused (its session was gone: the repair); the new one
+    renders = studio.ledger()["renders"]
+    assert [entry["status"] for entry in renders.values()] == ["completed", None, "completed"]
+    assert job.render_id == render_id(job_id, job.render_attempt)
+    retries = of_type(deps, job_id, EventType.RETRY)
+    assert any("the video service no longer knows the render" in retry for retry in retries)
+    ledger = studio.ledger()
+    assert sorted(ledger["tokens"].values()) == [1, 1]  # the old client id's, the new one's
+    assert_nothing_twice(ledger, tokens=None)
 
 
 def test_a_render_status_at_the_top_level_is_read_as_well(db_session, deps, photos, studio):
