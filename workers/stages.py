@@ -41,6 +41,7 @@ from nemo import (
     Draft,
     DuplicateRenderId,
     Heartbeat,
+    NemoClient,
     NemoError,
     RenderState,
     RenderStatus,
@@ -409,16 +410,23 @@ def _render_gone(error: ApiError) -> bool:
     return error.http_status == 404 or error.code == 4004
 
 
-def poll_render(run: StageRun) -> Outcome:
-    job = run.job
-    assert job.render_id is not None  # noqa: S101 (export stored it)
-    client = run.client()
+def _render_status(run: StageRun, client: NemoClient, render: str) -> RenderStatus | Outcome:
+    """The render's status; the next render attempt if the upstream no longer knows it."""
     try:
-        status = client.render_status(job.render_id)
+        return client.render_status(render)
     except ApiError as error:
         if not _render_gone(error):
             raise
         return _render_again(run, "the video service no longer knows the render")
+
+
+def poll_render(run: StageRun) -> Outcome:
+    job = run.job
+    assert job.render_id is not None  # noqa: S101 (export stored it)
+    client = run.client()
+    status = _render_status(run, client, job.render_id)
+    if not isinstance(status, RenderStatus):  # gone upstream: rendered again
+        return status
     if status.status is RenderState.COMPLETED:
         return Advance(
             Stage.FINALIZE,
@@ -465,12 +473,9 @@ def finalize(run: StageRun) -> Outcome:
     job = run.job
     assert job.render_id is not None  # noqa: S101 (export stored it)
     client = run.client()
-    try:
-        status = client.render_status(job.render_id)
-    except ApiError as error:
-        if not _render_gone(error):
-            raise
-        return _render_again(run, "the video service no longer knows the render")
+    status = _render_status(run, client, job.render_id)
+    if not isinstance(status, RenderStatus):  # gone upstream: rendered again
+        return status
     storage = run.deps.storage
     with tempfile.TemporaryDirectory(prefix="reelyard-") as scratch:
         local = Path(scratch) / "video.mp4"
