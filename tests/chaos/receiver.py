@@ -29,6 +29,8 @@ from typing import Any
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from tests.webhooks.receiver import serve
+
 
 class Mode(enum.StrEnum):
     OK = "ok"
@@ -46,7 +48,6 @@ class ChaosReceiver:
         self._lock = threading.Lock()
         self._released = threading.Event()
         self._server: http.server.ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self.port = 0
         self._listen()
 
@@ -59,23 +60,8 @@ class ChaosReceiver:
         return self._mode
 
     def _listen(self) -> None:
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                receiver._handle(self)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        server.daemon_threads = True
-        self.port = server.server_address[1]
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
+        self._server = serve(self._handle, self.port)
+        self.port = self._server.server_address[1]
 
     def _unlisten(self) -> None:
         server, self._server = self._server, None

@@ -17,7 +17,7 @@ import http.server
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +56,27 @@ class Reply:
 Step = Reply | str | int
 
 
+def serve(
+    handle: Callable[[http.server.BaseHTTPRequestHandler], None], port: int = 0
+) -> http.server.ThreadingHTTPServer:
+    """An HTTP/1.1 server on loopback (``port``; 0: a free one) that passes every POST
+    to ``handle``, serving in a daemon thread until ``shutdown``."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            handle(self)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    return server
+
+
 class Receiver:
     def __init__(self, script: list[Step] | None = None, default: Step = 200) -> None:
         self.script = list(script or [])
@@ -65,21 +86,7 @@ class Receiver:
         self._open = 0
         self._lock = threading.Lock()
         self._released = threading.Event()
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                receiver._handle(self)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
+        self.server = serve(self._handle)
 
     @property
     def url(self) -> str:
