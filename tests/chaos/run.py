@@ -613,6 +613,17 @@ def report(outcome: Outcome) -> str:
     lines += [f"  {point:22} {count}" for point, count in sorted(outcome.record.crashes.items())]
     lines.append("studio faults that struck:")
     lines += [f"  {name:22} {count}" for name, count in sorted(outcome.record.studio_fired.items())]
+    examples: dict[str, str] = {}  # one failed job per error code: how it came to fail
+    for job in outcome.history.jobs.values():
+        if job.status.value == "failed" and job.error_code not in examples:
+            examples[job.error_code or "none"] = job.id
+    for code, job_id in sorted(examples.items()):
+        lines.append(f"failed {code}, e.g. {job_id}:")
+        lines += [
+            f"  {event.type.value} {event.stage.value if event.stage else '-'} "
+            f"{(event.message or '')[:140]}"
+            for event in outcome.history.jobs[job_id].events[-8:]
+        ]
     for subject in sorted({violation.subject for violation in outcome.violations}):
         job = outcome.history.jobs.get(subject)
         if job is None:
