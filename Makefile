@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 # Benchmark scripts run as files, so benchmarks/ is first on their path: no benchmark may be
 # named like a package of ours (benchmarks/studio.py would hide the studio package).
-.PHONY: install demo test chaos lint format typecheck pytest bench-render bench-studio bench-api bench-pipeline bench-inflight bench-webhooks bench-broker bench-scale clean
+.PHONY: install demo test chaos lint format typecheck pytest bench-render bench-studio bench-api bench-pipeline bench-inflight bench-webhooks bench-broker bench-scale bench-studio-render clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,11 @@ bench-render: $(STAMP) $(MOVIEPY_VENV)/bin/python
 
 bench-studio: $(STAMP)
 	$(BIN)/python benchmarks/studio_streams.py
+
+# Issue 11: renders of a 15 s 1080x1920 draft through the studio's HTTP API at its default
+# render pool, at 1 and at 2, in one run; ends with {"renders", "videos_per_hour", "pool", "errors"}
+bench-studio-render: $(STAMP)
+	$(BIN)/python benchmarks/studio_render.py
 
 # wrk is the load generator (a C program: a Python one costs the two cores more);
 # installed from Debian's packages where it is missing and apt can install it

@@ -21,8 +21,8 @@ MoviePy runs once. Outputs are probed with PyAV (h264 + aac, the canvas size, 30
 any failure exits non-zero. The last line of stdout is one JSON object:
 ``reelyard_s, moviepy_s, floor_s, speedup_vs_moviepy, ratio_to_floor`` (the speedup is
 ``moviepy_s / reelyard_s``, the ratio ``reelyard_s / floor_s``), then
-``ssim`` (of (a) against a reference render of the same draft: Lanczos warps, no crop
-pans, x264 near-lossless), ``moviepy_peak_rss_mb``, ``moviepy_tuned_s``,
+``ssim`` (of (a) against a reference render of the same draft: the same motion,
+resampled with Lanczos, x264 near-lossless), ``moviepy_peak_rss_mb``, ``moviepy_tuned_s``,
 ``speedup_vs_moviepy_tuned`` and ``runs``.
 """
 

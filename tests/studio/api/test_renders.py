@@ -1,5 +1,6 @@
-"""Exports through the HTTP API with the real renderer: the MP4 matches the draft; a
-render can be cancelled while queued or running; an id is used once."""
+"""Exports through the HTTP API with the real renderer: the MP4 matches the draft; renders
+start in the order they were submitted; a render can be cancelled while queued (it never
+starts) or running; an id is used once."""
 
 from __future__ import annotations
 
@@ -14,7 +15,12 @@ from tests.studio.api.helpers import GENERATE, User, wait_for
 
 pytestmark = pytest.mark.slow
 PAID = "tok_render_paid"
-STUDIO_ENV = {"STUDIO_PAID_TOKENS": f"{PAID}:100000", "STUDIO_SILENT_CLOSE_RATIO": "0"}
+#: one render at a time, whatever the default: the queue is what these tests watch
+STUDIO_ENV = {
+    "STUDIO_PAID_TOKENS": f"{PAID}:100000",
+    "STUDIO_SILENT_CLOSE_RATIO": "0",
+    "STUDIO_RENDER_WORKERS": "1",
+}
 
 
 def _new_id():
@@ -148,6 +154,48 @@ def test_cancel_stops_a_pending_and_a_processing_render(studio, paid):
     assert view["progress"] < 50
     renders = studio.ledger()["renders"]
     assert renders[queued]["status"] == renders[running]["status"] == "failed"
+
+
+def _short_draft(user, session_id):
+    """Half a second of a small canvas: a render of well under a second."""
+    name = user.state(session_id)["video_infos"][0]["cdn_url"]
+    return {"m": {"w": 160, "h": 120, "fps": 10}, "t": [{"tt": 0, "sg": [{"src": name, "d": 500}]}]}
+
+
+def test_queued_renders_run_in_the_order_they_were_submitted(paid):
+    session_id = paid.session()
+    draft = _short_draft(paid, session_id)
+    render_ids = [_new_id() for _ in range(4)]
+    for render_id in render_ids:
+        assert paid.start_render(session_id, draft, render_id).status_code == 200
+    views = [paid.wait_render(render_id) for render_id in render_ids]
+    assert [view["status"] for view in views] == ["completed"] * len(render_ids)
+    # one worker: each finishes before the next starts, so finishing order is start order
+    finished = [view["completedAt"] for view in views]
+    assert finished == sorted(finished)
+    assert len(set(finished)) == len(finished)
+
+
+def test_a_render_cancelled_in_the_queue_never_starts_and_the_next_one_runs(studio, paid):
+    session_id = paid.session()
+    running, cancelled, following = _new_id(), _new_id(), _new_id()
+    assert paid.start_render(session_id, _long_draft(paid, session_id), running).status_code == 200
+    for render_id in (cancelled, following):
+        draft = _short_draft(paid, session_id)
+        assert paid.start_render(session_id, draft, render_id).status_code == 200
+    wait_for(
+        lambda: paid.render_status(running).json()["data"]["progress"] > 0,
+        what="the first render making progress",
+    )
+    answer = paid.post(f"/api/render/proxy/lambda/{cancelled}/cancel")
+    assert answer.json()["data"]["status"] == "failed"
+    paid.post(f"/api/render/proxy/lambda/{running}/cancel")
+    assert paid.wait_render(following, timeout_s=30)["status"] == "completed"
+    view = paid.render_status(cancelled).json()["data"]
+    assert (view["status"], view["progress"]) == ("failed", 0.0)
+    assert view["error"] == "the render was cancelled"
+    # it never started: nothing of it was ever written
+    assert list((studio.data_dir / "renders").glob(f"*{cancelled}*")) == []
 
 
 def test_a_finished_render_cannot_be_cancelled(paid):
