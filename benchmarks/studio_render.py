@@ -22,24 +22,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import av
 import httpx
 from render import make_photo  # benchmarks/render.py: bench-render's photos
+from studio_streams import Studio, start_studio  # its studio process
 
 from studio.config import StudioConfig
 
-READY = "studio listening on "
 TOKEN = "tok_bench_render"  # noqa: S105 (a paid token the benchmark gives its own studio)
 ATTRIBUTION = {"X-Skill-Source": "reelyard-bench", "X-Skill-Version": "0", "X-Skill-Platform": "ci"}
 APP = "nemo_agent"
@@ -76,50 +73,16 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-@dataclass
-class Studio:
-    url: str
-    process: subprocess.Popen[str]
-    output: list[str] = field(default_factory=list)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-def start_studio(data_dir: Path, pool: int, renders: int) -> Studio:
-    env = {
-        **os.environ,
-        "STUDIO_HOST": "127.0.0.1",
-        "STUDIO_DATA_DIR": str(data_dir),
-        "STUDIO_TIME_SCALE": "0",
-        "STUDIO_PAID_TOKENS": f"{TOKEN}:{1000 * renders}",
-        "STUDIO_SEED": "2024",
-        "STUDIO_RENDER_WORKERS": str(pool),
-        "STUDIO_RENDER_QUALITY": "high",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "reelyard.cli", "studio", "--host", "127.0.0.1", "--port", "0"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+def run_studio(data_dir: Path, pool: int, renders: int) -> Studio:
+    return start_studio(
+        data_dir,
+        {
+            "STUDIO_TIME_SCALE": "0",
+            "STUDIO_PAID_TOKENS": f"{TOKEN}:{1000 * renders}",
+            "STUDIO_RENDER_WORKERS": str(pool),
+            "STUDIO_RENDER_QUALITY": "high",
+        },
     )
-    output: list[str] = []
-    for line in process.stdout or ():
-        output.append(line)
-        if line.startswith(READY):
-            studio = Studio(line[len(READY) :].strip(), process, output)
-            threading.Thread(
-                target=lambda: output.extend(process.stdout or []), daemon=True
-            ).start()
-            return studio
-    process.wait()
-    raise RuntimeError("the studio did not start:\n" + "".join(output))
 
 
 def make_draft(media_urls: list[str]) -> dict[str, Any]:
@@ -207,7 +170,7 @@ def check_video(data: bytes, scratch: Path) -> str | None:
 
 def run_pool(pool: int, photos: list[Path], args: argparse.Namespace, workdir: Path) -> PoolResult:
     data_dir = workdir / f"studio-{pool}-{uuid.uuid4().hex[:6]}"
-    studio = start_studio(data_dir, pool, args.renders)
+    studio = run_studio(data_dir, pool, args.renders)
     headers = {"Authorization": f"Bearer {TOKEN}", **ATTRIBUTION}
     try:
         with httpx.Client(base_url=studio.url, headers=headers, timeout=60) as http:

@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,20 +87,21 @@ class Studio:
     def stop(self) -> None:
         self.process.terminate()
         try:
-            self.process.wait(timeout=15)
+            self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
 
 
-def start_studio(data_dir: Path, time_scale: float, streams: int) -> Studio:
+def start_studio(data_dir: Path, settings: Mapping[str, str]) -> Studio:
+    """``reelyard studio`` on a free loopback port with ``settings`` added to its
+    environment; returns once it listens (its output keeps being collected)."""
     env = {
         **os.environ,
         "STUDIO_HOST": "127.0.0.1",
         "STUDIO_DATA_DIR": str(data_dir),
-        "STUDIO_TIME_SCALE": str(time_scale),
-        "STUDIO_PAID_TOKENS": f"{TOKEN}:{1000 * streams}",
         "STUDIO_SEED": "2024",
+        **settings,
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "reelyard.cli", "studio", "--host", "127.0.0.1", "--port", "0"],
@@ -236,7 +238,13 @@ async def run(studio: Studio, streams: int, timeout: float) -> dict[str, float |
 def main() -> int:
     args = parse_args()
     with tempfile.TemporaryDirectory(prefix="reelyard-bench-studio-") as scratch:
-        studio = start_studio(Path(scratch), args.time_scale, args.streams)
+        studio = start_studio(
+            Path(scratch),
+            {
+                "STUDIO_TIME_SCALE": str(args.time_scale),
+                "STUDIO_PAID_TOKENS": f"{TOKEN}:{1000 * args.streams}",
+            },
+        )
         try:
             report = asyncio.run(run(studio, args.streams, args.timeout))
         finally:

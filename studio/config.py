@@ -42,8 +42,9 @@ Variables (default in brackets):
 - ``STUDIO_MAX_UPLOAD_MB``: the largest file accepted [200]
 - ``STUDIO_ALLOW_PRIVATE_URLS``: URL uploads may reach private and loopback
   addresses (tests and the standalone demo) [0]
-- ``STUDIO_RENDER_WORKERS``: renders at once [2: on 2 cores, two renders of a core each
-  finish more videos an hour than one on both (``make bench-studio-render``)]
+- ``STUDIO_RENDER_WORKERS``: renders at once [1: on 2 cores, one render on both
+  cores and two at once finish as many videos an hour, and one at a time hands each
+  video over sooner (``make bench-studio-render``, docs/renderer.md)]
 - ``STUDIO_RENDER_MODE``: ``ffmpeg`` renders for real; ``none`` finishes every export
   with a small pre-made file, for load tests of the orchestration [ffmpeg]
 - ``STUDIO_RENDER_QUALITY``: ``high`` or ``draft`` [high]
@@ -120,7 +121,7 @@ class StudioConfig:
     max_upload_bytes: int = 200 * 1024 * 1024
     allow_private_urls: bool = False
     url_fetch_timeout_s: float = 30.0
-    render_workers: int = 2
+    render_workers: int = 1
     render_mode: RenderMode = RenderMode.FFMPEG
     render_quality: str = "high"
     admin_token: str | None = None
@@ -169,7 +170,7 @@ class StudioConfig:
             anonymous_export=reader.flag("STUDIO_ANONYMOUS_EXPORT", default=True),
             max_upload_bytes=reader.integer("STUDIO_MAX_UPLOAD_MB", 200, low=1) * 1024 * 1024,
             allow_private_urls=reader.flag("STUDIO_ALLOW_PRIVATE_URLS", default=False),
-            render_workers=reader.integer("STUDIO_RENDER_WORKERS", 2, low=1, high=16),
+            render_workers=reader.integer("STUDIO_RENDER_WORKERS", 1, low=1, high=16),
             render_mode=reader.choice("STUDIO_RENDER_MODE", RenderMode.FFMPEG),
             render_quality=reader.text("STUDIO_RENDER_QUALITY", "high", options=("high", "draft")),
             admin_token=env.get("STUDIO_ADMIN_TOKEN") or None,
