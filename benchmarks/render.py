@@ -176,14 +176,20 @@ def make_photo(path: Path, seed: int) -> None:
     )
 
 
-def make_draft(photos: list[Path]) -> dict[str, Any]:
-    last = len(photos) - 1
+def slideshow(sources: list[str], segment_ms: int = SEGMENT_MS) -> list[dict[str, Any]]:
+    """The photo track's segments: each photo with Ken Burns motion, crossfading into
+    the next."""
     segments = []
-    for index, photo in enumerate(photos):
+    for index, source in enumerate(sources):
         meta: dict[str, Any] = {"motion": "auto"}
-        if index < last:
+        if index < len(sources) - 1:
             meta["transition"] = {"type": "crossfade", "d": CROSSFADE_MS}
-        segments.append({"src": photo.name, "d": SEGMENT_MS, "m": meta})
+        segments.append({"src": source, "d": segment_ms, "m": meta})
+    return segments
+
+
+def make_draft(photos: list[Path]) -> dict[str, Any]:
+    segments = slideshow([photo.name for photo in photos])
     return {
         "d": round(DURATION_S * 1000),
         "m": {"w": WIDTH, "h": HEIGHT, "fps": FPS, "motion": "auto"},

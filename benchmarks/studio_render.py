@@ -32,7 +32,7 @@ from typing import Any
 
 import av
 import httpx
-from render import make_photo  # benchmarks/render.py: bench-render's photos
+from render import make_photo, slideshow  # bench-render's photos and photo track
 from studio_streams import Studio, start_studio  # its studio process
 
 from studio.config import StudioConfig
@@ -42,7 +42,6 @@ ATTRIBUTION = {"X-Skill-Source": "reelyard-bench", "X-Skill-Version": "0", "X-Sk
 APP = "nemo_agent"
 PHOTOS = 5
 SEGMENT_MS = 3400
-CROSSFADE_MS = 500
 #: 5 x 3400 - 4 x 500
 DURATION_S = 15.0
 WIDTH, HEIGHT = 1080, 1920
@@ -86,13 +85,7 @@ def run_studio(data_dir: Path, pool: int, renders: int) -> Studio:
 
 
 def make_draft(media_urls: list[str]) -> dict[str, Any]:
-    last = len(media_urls) - 1
-    segments = []
-    for index, url in enumerate(media_urls):
-        meta: dict[str, Any] = {"motion": "auto"}
-        if index < last:
-            meta["transition"] = {"type": "crossfade", "d": CROSSFADE_MS}
-        segments.append({"src": url, "d": SEGMENT_MS, "m": meta})
+    segments = slideshow(media_urls, SEGMENT_MS)
     return {
         "d": round(DURATION_S * 1000),
         "m": {"ratio": "9:16", "res": 1080, "fps": 30},
