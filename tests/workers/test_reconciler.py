@@ -133,23 +133,28 @@ def test_a_sweep_behind_a_real_backlog_sends_only_what_the_broker_lacks(
         db_session.add(other)
         jobs.append(other)
     db_session.flush()
-    for offset, queued in enumerate(jobs):  # due in this order, long enough ago
-        queued.next_run_at = now - timedelta(seconds=60 - offset)
+    # due a day ago, in this order: older than any other test's job, so a sweep limited
+    # to four sees exactly these (the database is shared with the other tests)
+    for offset, queued in enumerate(jobs):
+        queued.next_run_at = now - timedelta(days=1, seconds=60 - offset)
     db_session.commit()
-    ids = {queued.id for queued in jobs}
 
-    def mine(enqueued):
-        return [job_id for job_id, _ in enqueued if job_id in ids]
+    def sweep_mine() -> list[str]:
+        enqueued: list[str] = []
+        reconcile(
+            session_factory,
+            now=now,
+            grace_s=0,
+            enqueue=lambda job_id, _stage: enqueued.append(job_id),
+            cancel_render=lambda _job_id: None,
+            waiting=lambda: waiting_messages(redis_url),
+            limit=len(jobs),
+        )
+        return enqueued
 
-    # the database may hold other tests' due jobs: as many messages wait for them
-    _, everything, _ = sweep(session_factory, now)
-    others = len(everything) - len(mine(everything))
-    redis_client.lpush("pipeline", *[f"m{index}" for index in range(others + len(jobs))])
-    _, enqueued, _ = sweep(session_factory, now, waiting=lambda: waiting_messages(redis_url))
-    assert mine(enqueued) == []  # a backlog: every message is there
-    redis_client.ltrim("pipeline", 0, others + 1)  # two of this test's messages lost
-    _, enqueued, _ = sweep(session_factory, now, waiting=lambda: waiting_messages(redis_url))
-    assert mine(enqueued) == [jobs[0].id, jobs[1].id]  # the oldest two
+    redis_client.lpush("pipeline", *[f"m{index}" for index in range(len(jobs))])
+    assert sweep_mine() == []  # a backlog: every message is there
+    redis_client.ltrim("pipeline", 0, 1)  # two messages lost
+    assert sweep_mine() == [jobs[0].id, jobs[1].id]  # the oldest two
     redis_client.flushdb()  # everything lost
-    _, enqueued, _ = sweep(session_factory, now, waiting=lambda: waiting_messages(redis_url))
-    assert mine(enqueued) == [queued.id for queued in jobs]
+    assert sweep_mine() == [queued.id for queued in jobs]
