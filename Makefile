@@ -55,7 +55,7 @@ $(MOVIEPY_VENV)/bin/python:
 	$(MOVIEPY_VENV)/bin/python -m pip install --quiet 'moviepy>=2.1,<3'
 
 bench-render: $(STAMP) $(MOVIEPY_VENV)/bin/python
-	$(BIN)/python benchmarks/render.py --moviepy-python $(MOVIEPY_VENV)/bin/python
+	$(BIN)/python benchmarks/render.py --runs 3 --moviepy-python $(MOVIEPY_VENV)/bin/python
 
 bench-studio: $(STAMP)
 	$(BIN)/python benchmarks/studio_streams.py

@@ -63,6 +63,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--crossfade-seconds", type=float, default=0.5)
     parser.add_argument("--preset", default="medium", help="x264 preset")
     parser.add_argument("--crf", type=int, default=20)
+    parser.add_argument("--x264-params", default="", help="x264's own options, key=value:...")
     parser.add_argument("--volume", type=float, default=0.35)
     parser.add_argument("--music-fade-out-seconds", type=float, default=1.5)
     parser.add_argument("--title-seconds", type=float, default=3.0)
@@ -189,12 +190,15 @@ def main() -> None:
     built = time.perf_counter()
 
     args.output.parent.mkdir(parents=True, exist_ok=True)
+    ffmpeg_params = ["-crf", str(args.crf), "-pix_fmt", "yuv420p"]
+    if args.x264_params:
+        ffmpeg_params += ["-x264-params", args.x264_params]
     video.write_videofile(
         str(args.output),
         fps=args.fps,
         codec="libx264",
         preset=args.preset,
-        ffmpeg_params=["-crf", str(args.crf), "-pix_fmt", "yuv420p"],
+        ffmpeg_params=ffmpeg_params,
         audio_codec="aac",
         audio_fps=48_000,
         audio_bitrate="160k",

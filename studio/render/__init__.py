@@ -13,7 +13,7 @@ from studio.render.errors import (
     RenderError,
     RenderTimeout,
 )
-from studio.render.renderer import RenderOptions, RenderResult, render_draft
+from studio.render.renderer import RenderOptions, RenderResult, draft_frames, render_draft
 from studio.render.timeline import Timeline, parse_timeline
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "RenderResult",
     "RenderTimeout",
     "Timeline",
+    "draft_frames",
     "parse_timeline",
     "render_draft",
 ]

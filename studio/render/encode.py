@@ -1,35 +1,42 @@
-"""The encoder: one ffmpeg process fed raw YUV 4:2:0 frames on its standard input.
+"""The encoder: x264 in this process (PyAV), the audio mix in one ffmpeg process.
 
-ffmpeg does only what it is best at here: x264, the AAC audio mix (files looped or
-trimmed, volume, fades, offsets) and the MP4 with ``+faststart``. The ffmpeg binary
-is the static build that ``imageio-ffmpeg`` ships, unless another is configured.
+Frames go straight from the renderer's arrays into libx264 through PyAV: no pipe, no
+second copy, no process to feed. The audio (files looped or trimmed, volume, fades,
+offsets, AAC) is mixed meanwhile by one ffmpeg process into a scratch file, and its
+packets are interleaved with the video's into one MP4 with ``+faststart``. The ffmpeg
+binary is the static build that ``imageio-ffmpeg`` ships, unless another is configured.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import subprocess
 import tempfile
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Any, Self
 
+import av
+import av.container
+import av.stream
 import imageio_ffmpeg
 import numpy as np
 import numpy.typing as npt
+from av.video.reformatter import ColorRange, Colorspace
 
 from studio.render.errors import EncoderError, RenderTimeout
 from studio.render.timeline import Canvas
 
 AUDIO_RATE = 48_000
 AUDIO_BITRATE = "160k"
-_F_SETPIPE_SZ = 1031  # Linux: a bigger pipe means fewer context switches per frame
-_PIPE_BYTES = 1 << 20
+#: how far the audio is muxed ahead of the video, in seconds
+AUDIO_LEAD_S = 0.5
 
 
 class Quality(StrEnum):
@@ -43,18 +50,21 @@ class Quality(StrEnum):
 class X264:
     preset: str
     crf: int
+    #: x264's own options over the preset's (``key=value:...``), or none
+    params: str = ""
 
 
 #: the encoder settings of each quality; the benchmark's encode-only floor uses the same.
-#: veryfast is about 2.5x the speed of x264's default (medium) for a 30 s 1080p
-#: slideshow at a similar look (measured at CRF 20: 9.2 MB, 14 s versus 11.9 MB, 37 s on
-#: 2 cores); a render farm's throughput is worth more than the rest. CRF 16, not 20:
-#: veryfast has no trellis, and its dead zones wipe out a photo's fine grain. At CRF 20
-#: the bench draft scores SSIM 0.967 against the reference render, and 0.974 even from
-#: frames identical to the reference's; CRF 16 keeps 0.98 (about 6 Mbit/s at 1080p30,
-#: and 20 % more encoding).
+#: ``high`` is x264's superfast analysis with veryfast's rate control (macroblock tree,
+#: a 10-frame lookahead): measured on the bench draft's own frames, it keeps veryfast's
+#: SSIM (0.9814 against 0.9813 for the reference render) and nearly its size (29.8
+#: against 27.9 MB for 30 s of 1080p) for 57 % of its CPU time (16.3 against 28.6
+#: CPU s); superfast alone, without the macroblock tree, needs 2.7x the bytes for the
+#: same SSIM. CRF 16, not 20: these presets have no trellis, and their dead zones wipe
+#: out a photo's fine grain (SSIM 0.967 at CRF 20, 0.974 even from the reference's own
+#: frames); CRF 16 keeps 0.98 (about 8 Mbit/s at 1080p30 for the bench's grainy photos).
 QUALITY_PRESETS: dict[Quality, X264] = {
-    Quality.HIGH: X264(preset="veryfast", crf=16),
+    Quality.HIGH: X264(preset="superfast", crf=16, params="mbtree=1:rc-lookahead=10"),
     Quality.DRAFT: X264(preset="ultrafast", crf=28),
     Quality.REFERENCE: X264(preset="medium", crf=10),
 }
@@ -80,12 +90,22 @@ class AudioInput:
     fade_out_s: float
 
 
-def x264_args(quality: Quality) -> list[str]:
+def x264_options(quality: Quality) -> dict[str, str]:
+    """libx264's options for ``quality``, as PyAV (and ffmpeg's ``-preset``...) take them."""
     settings = QUALITY_PRESETS[quality]
+    options = {"preset": settings.preset, "crf": str(settings.crf)}
+    if settings.params:
+        options["x264-params"] = settings.params
+    return options
+
+
+def x264_args(quality: Quality) -> list[str]:
+    """The same encoder as :class:`Encoder`'s, as ffmpeg's command-line arguments."""
+    args = ["-c:v", "libx264"]
+    for key, value in x264_options(quality).items():
+        args += [f"-{key}", value]
     return [
-        "-c:v", "libx264",
-        "-preset", settings.preset,
-        "-crf", str(settings.crf),
+        *args,
         "-pix_fmt", "yuv420p",
         "-colorspace", "bt709",
         "-color_primaries", "bt709",
@@ -145,10 +165,23 @@ def audio_graph(
     return args, ";".join(chains)
 
 
-class Encoder:
-    """An ffmpeg process writing ``output``; frames go in through :meth:`write`.
+_BT709 = 1  # AVCOL_PRI_BT709 and AVCOL_TRC_BT709
 
-    Killed when the deadline passes (a watchdog, so a blocked write is freed too).
+
+def _seconds(packet: av.Packet[Any]) -> float:
+    """When a packet is decoded, in seconds (0 where it does not say)."""
+    if packet.dts is None or packet.time_base is None:
+        return 0.0
+    return float(packet.dts * packet.time_base)
+
+
+class Encoder:
+    """x264 writing ``output`` from frames given to :meth:`write`; the audio mixed apart.
+
+    The audio is mixed by an ffmpeg process started on entry, into ``scratch``; video
+    packets wait in memory until it is done (it takes a fraction of a second), then both
+    are interleaved. The time limit is checked at every frame, and a watchdog kills the
+    audio process when it passes.
     """
 
     def __init__(
@@ -161,37 +194,78 @@ class Encoder:
         output: Path,
         quality: Quality,
         timeout_s: float,
+        scratch: Path,
     ) -> None:
         total_s = total_frames / canvas.fps
-        audio_args, graph = audio_graph(audio, total_s, first_input=1)
+        audio_args, graph = audio_graph(audio, total_s, first_input=0)
+        self.audio_file = scratch / "audio.m4a"
         self.command = [
             ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-            *raw_input_args(canvas),
             *audio_args,
-            # the frames are BT.709 already: say so, or ffmpeg "converts" them from BT.601
-            "-filter_complex", f"[0:v]{TAG_BT709}[vout];{graph}",
-            "-map", "[vout]", "-map", "[aout]",
-            *x264_args(quality),
+            "-filter_complex", graph,
+            "-map", "[aout]",
             "-c:a", "aac", "-b:a", AUDIO_BITRATE, "-ar", str(AUDIO_RATE), "-ac", "2",
-            "-movflags", "+faststart",
-            "-f", "mp4", str(output),
+            "-f", "mp4", str(self.audio_file),
         ]  # fmt: skip
+        self.canvas = canvas
+        self.output = output
+        self.quality = quality
         self.timeout_s = timeout_s
         self.timed_out = threading.Event()
-        self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in close())
+        self._deadline = 0.0
+        self._frames = 0
+        self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in __exit__)
         self._process: subprocess.Popen[bytes] | None = None
         self._watchdog: threading.Timer | None = None
+        self._container: av.container.OutputContainer | None = None
+        self._video: av.VideoStream | None = None
+        self._audio_in: av.container.InputContainer | None = None
+        self._audio: av.AudioStream | None = None
+        self._audio_packets: Iterator[av.Packet[av.AudioStream]] = iter(())
+        self._next_audio: av.Packet[av.AudioStream] | None = None
+        self._waiting: list[av.Packet[av.stream.Stream]] = []
 
     def __enter__(self) -> Self:
-        self._process = subprocess.Popen(
-            self.command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._stderr
-        )
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(self._stdin().fileno(), _F_SETPIPE_SZ, _PIPE_BYTES)
+        try:
+            self._start()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _start(self) -> None:
+        self._deadline = time.monotonic() + self.timeout_s
+        try:
+            self._process = subprocess.Popen(
+                self.command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=self._stderr,
+            )
+        except OSError as exc:
+            raise EncoderError(f"ffmpeg could not start: {exc}") from exc
         self._watchdog = threading.Timer(self.timeout_s, self._expire)
         self._watchdog.daemon = True
         self._watchdog.start()
-        return self
+        with self._encoding("x264 could not start"):
+            container = av.open(
+                str(self.output), "w", format="mp4", options={"movflags": "+faststart"}
+            )
+            self._container = container
+            video = container.add_stream(
+                "libx264", rate=self.canvas.fps, options=x264_options(self.quality)
+            )
+            video.width, video.height = self.canvas.width, self.canvas.height
+            video.pix_fmt = "yuv420p"
+            # x264's frame threads, as ffmpeg's command line uses them: PyAV's default,
+            # sliced threads, kept 1.6 of 2 cores busy on the bench draft, frames 1.85
+            video.thread_type = "FRAME"
+            context = video.codec_context
+            context.color_range = ColorRange.MPEG
+            context.colorspace = Colorspace.ITU709
+            context.color_primaries = _BT709
+            context.color_trc = _BT709
+            self._video = video
 
     def _expire(self) -> None:
         self.timed_out.set()
@@ -199,45 +273,119 @@ class Encoder:
             self._process.kill()
 
     def write(self, planes: Sequence[npt.NDArray[np.uint8]]) -> None:
-        """Send one frame (its Y, U and V planes, C-contiguous)."""
-        stdin = self._stdin()
-        try:
-            for plane in planes:
-                stdin.write(plane.data)
-        except (BrokenPipeError, OSError):
-            self._fail("ffmpeg stopped reading frames")
+        """Encode one frame (its Y, U and V planes)."""
+        if time.monotonic() > self._deadline:
+            self._expire()
+            self._raise_timeout()
+        video = self._require_video()
+        frame = av.VideoFrame(self.canvas.width, self.canvas.height, "yuv420p")
+        for plane, source in zip(frame.planes, planes, strict=True):
+            rows, columns = source.shape
+            target = np.frombuffer(memoryview(plane), np.uint8).reshape(rows, plane.line_size)
+            target[:, :columns] = source
+        frame.pts = self._frames
+        frame.time_base = Fraction(1, self.canvas.fps)
+        self._frames += 1
+        with self._encoding("x264 failed"):
+            for packet in video.encode(frame):
+                self._mux_video(packet)
 
     def finish(self) -> None:
-        """Close the input and wait for ffmpeg to write the file."""
-        process = self._require()
+        """Flush x264, wait for the audio, and write the file."""
+        video = self._require_video()
+        with self._encoding("x264 failed"):
+            for packet in video.encode(None):
+                self._mux_video(packet)
+        self._attach_audio(wait=True)
+        with self._encoding("writing the MP4 failed"):
+            self._mux_waiting()
+            self._mux_audio_until(None)
+            self._require_container().close()
+            self._container = None
+
+    def _mux_video(self, packet: av.Packet[av.stream.Stream]) -> None:
+        if self._audio is None and not self._attach_audio(wait=False):
+            self._waiting.append(packet)
+            return
+        self._mux_waiting()
+        self._mux_audio_until(_seconds(packet) + AUDIO_LEAD_S)
+        self._require_container().mux(packet)
+
+    def _mux_waiting(self) -> None:
+        container = self._require_container()
+        for packet in self._waiting:
+            self._mux_audio_until(_seconds(packet) + AUDIO_LEAD_S)
+            container.mux(packet)
+        self._waiting.clear()
+
+    def _mux_audio_until(self, until_s: float | None) -> None:
+        """Mux the audio's packets up to ``until_s`` (all that are left if ``None``)."""
+        container = self._require_container()
+        stream = self._audio
+        while stream is not None and (packet := self._next_audio) is not None:
+            if until_s is not None and _seconds(packet) > until_s:
+                return
+            packet.stream = stream
+            container.mux(packet)
+            self._next_audio = next(self._audio_packets, None)
+
+    def _attach_audio(self, *, wait: bool) -> bool:
+        """Once the audio process is done, add its stream; False if it is still running."""
+        if self._audio is not None:
+            return True
+        process = self._require_process()
+        if wait:
+            try:
+                process.wait(timeout=max(0.0, self._deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._expire()
+                process.wait()
+        elif process.poll() is None:
+            return False
+        if self.timed_out.is_set():
+            self._raise_timeout()
+        if process.returncode != 0:
+            self._fail(f"ffmpeg could not mix the audio (status {process.returncode})")
+        with self._encoding("the mixed audio could not be read"):
+            self._audio_in = av.open(str(self.audio_file))
+            source = self._audio_in.streams.audio[0]
+            self._audio = self._require_container().add_stream_from_template(source)
+            self._audio_packets = (
+                packet for packet in self._audio_in.demux(source) if packet.dts is not None
+            )
+            self._next_audio = next(self._audio_packets, None)
+        return True
+
+    @contextlib.contextmanager
+    def _encoding(self, what: str) -> Iterator[None]:
+        """PyAV's errors (and the disk's) as :class:`EncoderError`."""
         try:
-            self._stdin().close()
-        except (BrokenPipeError, OSError):
-            self._fail("ffmpeg stopped reading frames")
-        code = process.wait()
-        if code != 0:
-            self._fail(f"ffmpeg exited with status {code}")
+            yield
+        except (av.FFmpegError, OSError) as exc:
+            raise EncoderError(what, stderr_tail=str(exc)) from exc
 
-    def _stdin(self) -> IO[bytes]:
-        stdin = self._require().stdin
-        if stdin is None:
-            raise RuntimeError("the encoder has no input pipe")
-        return stdin
+    def _raise_timeout(self) -> None:
+        raise RenderTimeout(f"the render took longer than its limit of {self.timeout_s:g} s")
 
-    def _require(self) -> subprocess.Popen[bytes]:
+    def _fail(self, message: str) -> None:
+        self._stderr.seek(0)
+        tail = self._stderr.read().decode("utf-8", "replace").strip().splitlines()[-12:]
+        raise EncoderError(message, stderr_tail="\n".join(tail))
+
+    def _require_process(self) -> subprocess.Popen[bytes]:
         if self._process is None:
             raise RuntimeError("the encoder is not started")
         return self._process
 
-    def _fail(self, message: str) -> None:
-        process = self._require()
-        process.kill()
-        process.wait()
-        if self.timed_out.is_set():
-            raise RenderTimeout(f"the render took longer than its limit of {self.timeout_s:g} s")
-        self._stderr.seek(0)
-        tail = self._stderr.read().decode("utf-8", "replace").strip().splitlines()[-12:]
-        raise EncoderError(message, stderr_tail="\n".join(tail))
+    def _require_container(self) -> av.container.OutputContainer:
+        if self._container is None:
+            raise RuntimeError("the encoder is not started")
+        return self._container
+
+    def _require_video(self) -> av.VideoStream:
+        if self._video is None:
+            raise RuntimeError("the encoder is not started")
+        return self._video
 
     def __exit__(
         self,
@@ -251,7 +399,8 @@ class Encoder:
         if process is not None and process.poll() is None:
             process.kill()
             process.wait()
-        if process is not None and process.stdin is not None:
-            with contextlib.suppress(OSError):
-                process.stdin.close()
+        for container in (self._audio_in, self._container):
+            if container is not None:
+                with contextlib.suppress(av.FFmpegError, OSError):
+                    container.close()
         self._stderr.close()

@@ -2,10 +2,10 @@
 
 The order of work: check the draft and every file it names (so that bad input fails
 before anything is encoded), rasterise the texts, start decoding the first photos,
-synthesise a music bed where one is asked for, then stream frames into ffmpeg: a
-thread composes them a few frames ahead while the main one writes them, and the next
-photos are decoded in the background. The output appears under its final name only
-when it is complete.
+synthesise a music bed where one is asked for, start mixing the audio, then encode
+the frames: a thread composes them a few frames ahead while the main one hands them
+to x264, and the next photos are decoded in the background. The output appears under
+its final name only when it is complete.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class RenderOptions:
     quality: Quality = Quality.HIGH
     #: seconds before ffmpeg is killed; default: a minute plus ten times the video's length
     timeout_s: float | None = None
-    #: the ffmpeg binary; default: the one imageio-ffmpeg ships
+    #: the ffmpeg binary that mixes the audio; default: the one imageio-ffmpeg ships
     ffmpeg: str | None = None
     #: called with the fraction done, about once a second of video
     progress: Callable[[float], None] | None = field(default=None, compare=False)
@@ -85,17 +85,7 @@ def render_draft(
     """
     options = options or RenderOptions()
     started = time.monotonic()
-    timeline = parse_timeline(draft)
-    photo_paths = [resolve(media_dir, clip.src, clip.where) for clip in timeline.photos]
-    for clip, path in zip(timeline.photos, photo_paths, strict=True):
-        check_photo(path, clip.where)
-    audio_paths: list[Path | None] = []
-    for audio in timeline.audio:
-        audio_path = resolve(media_dir, audio.src, audio.where) if audio.src else None
-        if audio_path is not None:
-            check_audio(audio_path, audio.where)
-        audio_paths.append(audio_path)
-    overlays = tuple(rasterise(text, timeline.canvas) for text in timeline.texts)
+    timeline, photo_paths, audio_paths, overlays = _prepare(draft, media_dir)
     timeout_s = options.timeout_s or 60.0 + 10.0 * timeline.duration_s
 
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -129,6 +119,49 @@ def render_draft(
     )
 
 
+def draft_frames(
+    draft: Mapping[str, Any], media_dir: Path, quality: Quality = Quality.HIGH
+) -> Iterator[Frame]:
+    """The frames :func:`render_draft` would hand to x264 at ``quality``, one by one
+    (Y, U and V planes), with no encoding: for measurements and tests."""
+    timeline, photo_paths, _, overlays = _prepare(draft, media_dir)
+    with _frames(timeline, photo_paths, overlays, quality) as frames:
+        yield from frames
+
+
+def _prepare(
+    draft: Mapping[str, Any], media_dir: Path
+) -> tuple[Timeline, list[Path], list[Path | None], tuple[Overlay, ...]]:
+    """The draft's timeline, its files (each checked) and its texts, rasterised."""
+    timeline = parse_timeline(draft)
+    photo_paths = [resolve(media_dir, clip.src, clip.where) for clip in timeline.photos]
+    for clip, path in zip(timeline.photos, photo_paths, strict=True):
+        check_photo(path, clip.where)
+    audio_paths: list[Path | None] = []
+    for audio in timeline.audio:
+        audio_path = resolve(media_dir, audio.src, audio.where) if audio.src else None
+        if audio_path is not None:
+            check_audio(audio_path, audio.where)
+        audio_paths.append(audio_path)
+    overlays = tuple(rasterise(text, timeline.canvas) for text in timeline.texts)
+    return timeline, photo_paths, audio_paths, overlays
+
+
+@contextlib.contextmanager
+def _frames(
+    timeline: Timeline, photo_paths: list[Path], overlays: tuple[Overlay, ...], quality: Quality
+) -> Iterator[Iterator[Frame]]:
+    """The timeline's frames, composed as they are asked for; the first photos start
+    decoding on entry."""
+    # x264 keeps both cores busy; OpenCV's own thread pool would only add handoffs
+    # (measured: 5 % less CPU for the same frames on one thread). Process-wide, by design.
+    cv2.setNumThreads(1)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="photo") as pool:
+        photos = _PhotoCache(timeline, photo_paths, pool, reference=quality is Quality.REFERENCE)
+        photos.prefetch(0)
+        yield compose(timeline.frames, timeline.photos, overlays, photos.get)
+
+
 def _encode(
     timeline: Timeline,
     *,
@@ -139,19 +172,12 @@ def _encode(
     options: RenderOptions,
     timeout_s: float,
 ) -> None:
-    """Stream every frame into ffmpeg, writing ``partial``."""
-    # x264 keeps both cores busy; OpenCV's own thread pool would only add handoffs
-    # (measured: 5 % less CPU for the same frames on one thread). Process-wide, by design.
-    cv2.setNumThreads(1)
+    """Encode every frame and the audio, writing ``partial``."""
     with (
         tempfile.TemporaryDirectory(prefix="reelyard-render-") as scratch,
-        ThreadPoolExecutor(max_workers=2, thread_name_prefix="photo") as pool,
+        # the first photos decode while the music is made and the audio mix starts
+        _frames(timeline, photo_paths, overlays, options.quality) as composed,
     ):
-        photos = _PhotoCache(
-            timeline, photo_paths, pool, reference=options.quality is Quality.REFERENCE
-        )
-        # the first photos decode while the music is made and ffmpeg starts
-        photos.prefetch(0)
         audio_inputs = _audio_inputs(timeline, audio_paths, Path(scratch))
         with Encoder(
             ffmpeg=options.ffmpeg or default_ffmpeg(),
@@ -161,8 +187,9 @@ def _encode(
             output=partial,
             quality=options.quality,
             timeout_s=timeout_s,
+            scratch=Path(scratch),
         ) as encoder:
-            frames = _Producer(compose(timeline.frames, timeline.photos, overlays, photos.get))
+            frames = _Producer(composed)
             report_every = max(1, timeline.canvas.fps)
             try:
                 for index, planes in enumerate(frames):
@@ -179,8 +206,8 @@ def _encode(
 class _Producer:
     """Frames made ahead on a thread of their own, while the last ones are written.
 
-    OpenCV and numpy release the GIL, so the next frames are composed while ffmpeg
-    drains the pipe, and are there when x264's lookahead asks for several at once.
+    OpenCV and numpy release the GIL, so the next frames are composed while x264
+    encodes, and are there when x264's lookahead asks for several at once.
     """
 
     def __init__(self, frames: Iterator[Frame]) -> None:
