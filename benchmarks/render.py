@@ -242,7 +242,7 @@ def frames_to_raw(draft: dict[str, Any], media: Path, raw: Path, quality: Qualit
     with raw.open("wb") as out:
         for planes in draft_frames(draft, media, quality):
             for plane in planes:
-                out.write(plane.data)
+                out.write(np.ascontiguousarray(plane))
 
 
 def decode_to_raw(video: Path, raw: Path, frames: int) -> None:

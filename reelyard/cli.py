@@ -89,7 +89,7 @@ def _read_draft(path: Path) -> Any:
 @click.option(
     "--ffmpeg",
     envvar="STUDIO_FFMPEG",
-    help="An ffmpeg binary to use instead of the bundled one.  [env: STUDIO_FFMPEG]",
+    help="An ffmpeg binary to mix the audio with instead of the bundled one.  [env: STUDIO_FFMPEG]",
 )
 @click.option("--progress/--no-progress", default=None, help="Show progress (default: on a tty).")
 def render(  # click passes options by name

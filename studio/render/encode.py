@@ -10,11 +10,13 @@ binary is the static build that ``imageio-ffmpeg`` ships, unless another is conf
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from fractions import Fraction
@@ -166,6 +168,22 @@ def audio_graph(
 
 
 _BT709 = 1  # AVCOL_PRI_BT709 and AVCOL_TRC_BT709
+#: the niceness of work that has time to spare: the audio, photos decoded ahead
+BACKGROUND_NICE = 10
+
+
+def background() -> None:
+    """Lower the calling thread's priority by :data:`BACKGROUND_NICE`, so that it runs
+    when the frames and x264 leave a core idle; processes it starts inherit it.
+
+    Linux only (elsewhere a thread's niceness is its process's); never raised back.
+    """
+    if sys.platform != "linux":
+        return
+    thread = threading.get_native_id()
+    with contextlib.suppress(OSError):
+        niceness = os.getpriority(os.PRIO_PROCESS, thread)
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, niceness + BACKGROUND_NICE))
 
 
 def _seconds(packet: av.Packet[Any]) -> float:
@@ -189,24 +207,17 @@ class Encoder:
         *,
         ffmpeg: str,
         canvas: Canvas,
-        audio: list[AudioInput],
+        audio: Callable[[], list[AudioInput]],
         total_frames: int,
         output: Path,
         quality: Quality,
         timeout_s: float,
         scratch: Path,
     ) -> None:
-        total_s = total_frames / canvas.fps
-        audio_args, graph = audio_graph(audio, total_s, first_input=0)
+        self.ffmpeg = ffmpeg
+        self.audio = audio
         self.audio_file = scratch / "audio.m4a"
-        self.command = [
-            ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
-            *audio_args,
-            "-filter_complex", graph,
-            "-map", "[aout]",
-            "-c:a", "aac", "-b:a", AUDIO_BITRATE, "-ar", str(AUDIO_RATE), "-ac", "2",
-            "-f", "mp4", str(self.audio_file),
-        ]  # fmt: skip
+        self.total_s = total_frames / canvas.fps
         self.canvas = canvas
         self.output = output
         self.quality = quality
@@ -215,8 +226,12 @@ class Encoder:
         self._deadline = 0.0
         self._frames = 0
         self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in __exit__)
+        self._lock = threading.Lock()
+        self._stopping = False
         self._process: subprocess.Popen[bytes] | None = None
-        self._watchdog: threading.Timer | None = None
+        self._mixer: threading.Thread | None = None
+        self._mixed = threading.Event()
+        self._mix_error: BaseException | None = None
         self._container: av.container.OutputContainer | None = None
         self._video: av.VideoStream | None = None
         self._audio_in: av.container.InputContainer | None = None
@@ -224,6 +239,18 @@ class Encoder:
         self._audio_packets: Iterator[av.Packet[av.AudioStream]] = iter(())
         self._next_audio: av.Packet[av.AudioStream] | None = None
         self._waiting: list[av.Packet[av.stream.Stream]] = []
+
+    def audio_command(self, inputs: list[AudioInput]) -> list[str]:
+        """The ffmpeg command that mixes ``inputs`` into :attr:`audio_file`."""
+        audio_args, graph = audio_graph(inputs, self.total_s, first_input=0)
+        return [
+            self.ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+            *audio_args,
+            "-filter_complex", graph,
+            "-map", "[aout]",
+            "-c:a", "aac", "-b:a", AUDIO_BITRATE, "-ar", str(AUDIO_RATE), "-ac", "2",
+            "-f", "mp4", str(self.audio_file),
+        ]  # fmt: skip
 
     def __enter__(self) -> Self:
         try:
@@ -235,18 +262,8 @@ class Encoder:
 
     def _start(self) -> None:
         self._deadline = time.monotonic() + self.timeout_s
-        try:
-            self._process = subprocess.Popen(
-                self.command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=self._stderr,
-            )
-        except OSError as exc:
-            raise EncoderError(f"ffmpeg could not start: {exc}") from exc
-        self._watchdog = threading.Timer(self.timeout_s, self._expire)
-        self._watchdog.daemon = True
-        self._watchdog.start()
+        self._mixer = threading.Thread(target=self._mix, name="audio", daemon=True)
+        self._mixer.start()
         with self._encoding("x264 could not start"):
             container = av.open(
                 str(self.output), "w", format="mp4", options={"movflags": "+faststart"}
@@ -267,15 +284,42 @@ class Encoder:
             context.color_trc = _BT709
             self._video = video
 
-    def _expire(self) -> None:
-        self.timed_out.set()
-        if self._process is not None:
-            self._process.kill()
+    def _mix(self) -> None:
+        """The audio thread: prepare the inputs, run ffmpeg, wait for it (to the deadline).
+
+        It has the time the video takes, so it runs (and ffmpeg with it) at a lower
+        priority than the frames and x264: in their idle moments, not in their way.
+        """
+        try:
+            background()
+            command = self.audio_command(self.audio())
+            with self._lock:
+                if self._stopping:
+                    return
+                try:
+                    self._process = subprocess.Popen(
+                        command,
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.DEVNULL,
+                        stderr=self._stderr,
+                    )
+                except OSError as exc:
+                    raise EncoderError(f"ffmpeg could not start: {exc}") from exc
+                process = self._process
+            try:
+                process.wait(timeout=max(0.0, self._deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.timed_out.set()
+                process.kill()
+                process.wait()
+        except BaseException as exc:  # noqa: BLE001 (raised by the encoder's thread)
+            self._mix_error = exc
+        finally:
+            self._mixed.set()
 
     def write(self, planes: Sequence[npt.NDArray[np.uint8]]) -> None:
         """Encode one frame (its Y, U and V planes)."""
         if time.monotonic() > self._deadline:
-            self._expire()
             self._raise_timeout()
         video = self._require_video()
         frame = av.VideoFrame(self.canvas.width, self.canvas.height, "yuv420p")
@@ -330,20 +374,17 @@ class Encoder:
             self._next_audio = next(self._audio_packets, None)
 
     def _attach_audio(self, *, wait: bool) -> bool:
-        """Once the audio process is done, add its stream; False if it is still running."""
+        """Once the audio is mixed, add its stream; False if it is still being mixed."""
         if self._audio is not None:
             return True
-        process = self._require_process()
-        if wait:
-            try:
-                process.wait(timeout=max(0.0, self._deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                self._expire()
-                process.wait()
-        elif process.poll() is None:
+        if not wait and not self._mixed.is_set():
             return False
+        self._mixed.wait()
+        if self._mix_error is not None:
+            raise self._mix_error
         if self.timed_out.is_set():
             self._raise_timeout()
+        process = self._require_process()
         if process.returncode != 0:
             self._fail(f"ffmpeg could not mix the audio (status {process.returncode})")
         with self._encoding("the mixed audio could not be read"):
@@ -393,12 +434,13 @@ class Encoder:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-        process = self._process
+        with self._lock:
+            self._stopping = True
+            process = self._process
         if process is not None and process.poll() is None:
             process.kill()
-            process.wait()
+        if self._mixer is not None:
+            self._mixer.join()
         for container in (self._audio_in, self._container):
             if container is not None:
                 with contextlib.suppress(av.FFmpegError, OSError):

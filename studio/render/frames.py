@@ -202,11 +202,12 @@ class PhotoFrames:
         return out[0], out[1], out[2]
 
     def _cropped(self, left: int, top: int) -> tuple[Plane, Plane, Plane]:
+        """Views into the planes, not copies: the encoder copies each frame once anyway."""
         w, h, source = self.width, self.height, self.planes
         return (
-            np.ascontiguousarray(source.y[top : top + h, left : left + w]),
-            np.ascontiguousarray(source.u[top // 2 : (top + h) // 2, left // 2 : (left + w) // 2]),
-            np.ascontiguousarray(source.v[top // 2 : (top + h) // 2, left // 2 : (left + w) // 2]),
+            source.y[top : top + h, left : left + w],
+            source.u[top // 2 : (top + h) // 2, left // 2 : (left + w) // 2],
+            source.v[top // 2 : (top + h) // 2, left // 2 : (left + w) // 2],
         )
 
 

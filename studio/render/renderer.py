@@ -24,7 +24,7 @@ from typing import Any
 
 import cv2
 
-from studio.render.encode import AudioInput, Encoder, Quality, default_ffmpeg
+from studio.render.encode import AudioInput, Encoder, Quality, background, default_ffmpeg
 from studio.render.errors import RenderCancelled, RenderError
 from studio.render.frames import Overlay, PhotoFrames, compose
 from studio.render.media import (
@@ -156,8 +156,16 @@ def _frames(
     # x264 keeps both cores busy; OpenCV's own thread pool would only add handoffs
     # (measured: 5 % less CPU for the same frames on one thread). Process-wide, by design.
     cv2.setNumThreads(1)
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="photo") as pool:
-        photos = _PhotoCache(timeline, photo_paths, pool, reference=quality is Quality.REFERENCE)
+    with (
+        ThreadPoolExecutor(max_workers=2, thread_name_prefix="photo") as pool,
+        # photos a clip or more ahead have seconds to spare: in x264's idle moments
+        ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="photo-ahead", initializer=background
+        ) as ahead,
+    ):
+        photos = _PhotoCache(
+            timeline, photo_paths, pool, ahead, reference=quality is Quality.REFERENCE
+        )
         photos.prefetch(0)
         yield compose(timeline.frames, timeline.photos, overlays, photos.get)
 
@@ -175,32 +183,31 @@ def _encode(
     """Encode every frame and the audio, writing ``partial``."""
     with (
         tempfile.TemporaryDirectory(prefix="reelyard-render-") as scratch,
-        # the first photos decode while the music is made and the audio mix starts
         _frames(timeline, photo_paths, overlays, options.quality) as composed,
-    ):
-        audio_inputs = _audio_inputs(timeline, audio_paths, Path(scratch))
-        with Encoder(
+        Encoder(
             ffmpeg=options.ffmpeg or default_ffmpeg(),
             canvas=timeline.canvas,
-            audio=audio_inputs,
+            # made and mixed on the encoder's audio thread, while the frames are encoded
+            audio=lambda: _audio_inputs(timeline, audio_paths, Path(scratch)),
             total_frames=timeline.frames,
             output=partial,
             quality=options.quality,
             timeout_s=timeout_s,
             scratch=Path(scratch),
-        ) as encoder:
-            frames = _Producer(composed)
-            report_every = max(1, timeline.canvas.fps)
-            try:
-                for index, planes in enumerate(frames):
-                    if options.cancel is not None and options.cancel.is_set():
-                        raise RenderCancelled("the render was cancelled")
-                    encoder.write(planes)
-                    if options.progress and index % report_every == 0:
-                        options.progress(index / timeline.frames)
-            finally:
-                frames.stop()
-            encoder.finish()
+        ) as encoder,
+    ):
+        frames = _Producer(composed)
+        report_every = max(1, timeline.canvas.fps)
+        try:
+            for index, planes in enumerate(frames):
+                if options.cancel is not None and options.cancel.is_set():
+                    raise RenderCancelled("the render was cancelled")
+                encoder.write(planes)
+                if options.progress and index % report_every == 0:
+                    options.progress(index / timeline.frames)
+        finally:
+            frames.stop()
+        encoder.finish()
 
 
 class _Producer:
@@ -267,16 +274,21 @@ def _audio_inputs(timeline: Timeline, paths: list[Path | None], scratch: Path) -
 
 
 class _PhotoCache:
-    """Photo planes decoded in the background a few clips ahead, dropped once shown."""
+    """Photo planes decoded in the background a few clips ahead, dropped once shown.
+
+    Photos needed now go to ``pool``; those ahead to ``ahead``, at a lower priority.
+    """
 
     def __init__(
         self,
         timeline: Timeline,
         paths: list[Path],
         pool: ThreadPoolExecutor,
+        ahead: ThreadPoolExecutor,
         *,
         reference: bool = False,
     ) -> None:
+        self._ahead = ahead
         self._reference = reference
         self._timeline = timeline
         self._paths = paths
@@ -295,7 +307,9 @@ class _PhotoCache:
         for ahead in range(index, min(index + LOOKAHEAD + 1, len(self._paths))):
             if ahead not in self._pending and ahead not in self._ready:
                 clip = self._timeline.photos[ahead]
-                self._pending[ahead] = self._pool.submit(
+                # the photo needed now, and the first two (nothing else runs yet), at once
+                pool = self._pool if ahead == index or ahead < 2 else self._ahead
+                self._pending[ahead] = pool.submit(
                     load_photo, self._paths[ahead], *self._size, clip.fit, clip.where
                 )
 
