@@ -8,16 +8,18 @@ all of it under one data directory (``./.reelyard`` by default):
 - the database is SQLite (``reelyard.db``, WAL), migrated at every start by the same
   migrations;
 - the broker is kombu's filesystem transport (``broker/``): a message is a file, a
-  queue a directory, and a consumer takes a message by renaming it into
-  ``broker/processed`` (atomic: one consumer gets it). Chosen over kombu's SQLAlchemy
-  transport on SQLite, which polls a database from every worker process and writes
-  a row per message: measured side by side (``make bench-broker``, 500 messages, three
-  consumers), the filesystem carried 2.9 times the messages per second end to end
-  (414 against 143), published 22 times faster, with half the latency (p50 69 ms
-  against 146), neither losing nor duplicating any; the filesystem needs no
-  connection and survives a restart as files. Like every broker here it may lose a
-  message (one taken by a process that is then killed): the rows decide, and the
-  reconciler re-sends what is due (design.md "Durability"). The supervisor prunes
+  queue a directory; a producer writes a message in ``broker/staging`` and renames it
+  into the queue when whole (:mod:`workers.filesystem_broker`: kombu's own writes it
+  in place, where a consumer could take it empty), and a consumer takes a message by
+  renaming it into ``broker/processed`` (atomic: one consumer gets it). Chosen over
+  kombu's SQLAlchemy transport on SQLite, which polls a database from every worker
+  process and writes a row per message: measured side by side (``make bench-broker``,
+  500 messages, three consumers), the filesystem carried 2.9 times the messages per
+  second end to end (414 against 143), published 22 times faster, with half the
+  latency (p50 69 ms against 146), neither losing nor duplicating any; the filesystem
+  needs no connection and survives a restart as files. Like every broker here it may
+  lose a message (one taken by a process that is then killed): the rows decide, and
+  the reconciler re-sends what is due (design.md "Durability"). The supervisor prunes
   taken messages after :data:`PROCESSED_KEEP_S`;
 - rate limits are kept in each API process's memory; videos in ``videos/``; the
   studio's uploads, renders and its memory (``STUDIO_PERSIST``) in ``studio/``.

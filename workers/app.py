@@ -38,6 +38,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 
 from reelyard.settings import Settings
+from workers.filesystem_broker import STAGING_OPTION
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ RUN_STAGE_TASK = "reelyard.pipeline.run_stage"
 VISIBILITY_TIMEOUT_S = 3600
 #: how often a consumer of the filesystem broker (standalone) looks for messages
 FILESYSTEM_POLL_S = 0.1
+#: the filesystem broker's transport (the standalone mode's)
+FILESYSTEM_TRANSPORT = "workers.filesystem_broker:Transport"
 #: seconds to wait for the broker when publishing, so a dead broker costs little
 PUBLISH_TIMEOUT_S = 1.0
 
@@ -80,19 +83,20 @@ def transport_options(broker_url: str) -> dict[str, Any]:
     """The broker's transport options (see :func:`create_celery`).
 
     ``filesystem://<dir>`` (the standalone mode's broker, kombu's filesystem
-    transport): messages are files in ``<dir>/queue``; a consumer takes one by renaming
-    it into ``<dir>/processed`` (on the same file system, so exactly one consumer gets
-    it), and the fan-out tables (worker events, remote control) are in
+    transport as :mod:`workers.filesystem_broker` amends it): a message is written in
+    ``<dir>/staging`` and renamed into ``<dir>/queue`` when whole; a consumer takes one
+    by renaming it into ``<dir>/processed`` (on the same file system, so exactly one
+    consumer gets it), and the fan-out tables (worker events, remote control) are in
     ``<dir>/control``. Polled every :data:`FILESYSTEM_POLL_S`.
     """
-    if not broker_url.startswith("filesystem://"):
+    if not is_filesystem(broker_url):
         return {
             "visibility_timeout": VISIBILITY_TIMEOUT_S,
             "socket_connect_timeout": PUBLISH_TIMEOUT_S,
             "socket_timeout": PUBLISH_TIMEOUT_S,
         }
     root = Path(broker_url.removeprefix("filesystem://") or "broker")
-    folders = {name: root / name for name in ("queue", "processed", "control")}
+    folders = {name: root / name for name in ("queue", "processed", "control", "staging")}
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
     return {
@@ -101,8 +105,13 @@ def transport_options(broker_url: str) -> dict[str, Any]:
         "store_processed": True,
         "processed_folder": str(folders["processed"]),
         "control_folder": str(folders["control"]),
+        STAGING_OPTION: str(folders["staging"]),
         "polling_interval": FILESYSTEM_POLL_S,
     }
+
+
+def is_filesystem(broker_url: str) -> bool:
+    return broker_url.startswith("filesystem://")
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -154,6 +163,8 @@ def create_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         broker_transport_options=transport_options(settings.broker_url),
+        # the URL's scheme names kombu's own transport; this one writes messages whole
+        broker_transport=(FILESYSTEM_TRANSPORT if is_filesystem(settings.broker_url) else None),
         broker_connection_timeout=PUBLISH_TIMEOUT_S,
         broker_connection_retry_on_startup=True,
         # a publish that fails is not retried here: the reconciler is the retry
