@@ -20,7 +20,7 @@ all of it under one data directory (``./.reelyard`` by default):
   needs no connection and survives a restart as files. Like every broker here it may
   lose a message (one taken by a process that is then killed): the rows decide, and
   the reconciler re-sends what is due (design.md "Durability"). The supervisor prunes
-  taken messages after :data:`PROCESSED_KEEP_S`;
+  taken messages (and any a producer died writing) after :data:`PROCESSED_KEEP_S`;
 - rate limits are kept in each API process's memory; videos in ``videos/``; the
   studio's uploads, renders and its memory (``STUDIO_PERSIST``) in ``studio/``.
 
@@ -94,6 +94,10 @@ class Layout:
     @property
     def processed(self) -> Path:
         return self.root / "broker" / "processed"
+
+    @property
+    def staging(self) -> Path:
+        return self.root / "broker" / "staging"
 
     @property
     def client_file(self) -> Path:
@@ -315,12 +319,14 @@ class Supervisor:
             child.process.wait()
 
     def prune_processed(self) -> None:
+        """Delete taken messages, and messages a producer died writing, once old."""
         cutoff = time.time() - PROCESSED_KEEP_S
-        with contextlib.suppress(OSError):
-            for entry in os.scandir(self.layout.processed):
-                with contextlib.suppress(OSError):
-                    if entry.stat().st_mtime < cutoff:
-                        Path(entry.path).unlink()
+        for folder in (self.layout.processed, self.layout.staging):
+            with contextlib.suppress(OSError):
+                for entry in os.scandir(folder):
+                    with contextlib.suppress(OSError):
+                        if entry.stat().st_mtime < cutoff:
+                            Path(entry.path).unlink()
 
 
 def _wait_until(supervisor: Supervisor, what: str, ready: Callable[[], bool]) -> None:
