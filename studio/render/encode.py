@@ -196,10 +196,11 @@ def _seconds(packet: av.Packet[Any]) -> float:
 class Encoder:
     """x264 writing ``output`` from frames given to :meth:`write`; the audio mixed apart.
 
-    The audio is mixed by an ffmpeg process started on entry, into ``scratch``; video
-    packets wait in memory until it is done (it takes a fraction of a second), then both
-    are interleaved. The time limit is checked at every frame, and a watchdog kills the
-    audio process when it passes.
+    The audio is prepared and mixed on the encoder's audio thread (``audio()``, then one
+    ffmpeg process writing into ``scratch``), at a lower priority; video packets wait in
+    memory until it is done (a few seconds at the most), then both are interleaved. The
+    time limit is checked at every frame, and the audio thread kills ffmpeg when it
+    passes.
     """
 
     def __init__(

@@ -6,9 +6,9 @@
     ├── DraftError              the draft is not renderable (names the segment: ``t[0].sg[2]``)
     ├── MediaError              a media file is missing, corrupt or of an unsupported type
     │                           (names the file and the segment that uses it)
-    ├── RenderTimeout           the render ran past its time limit and was killed
+    ├── RenderTimeout           the render ran past its time limit and was stopped
     ├── RenderCancelled         the caller asked it to stop
-    └── EncoderError            ffmpeg failed for a reason of its own (its last lines attached)
+    └── EncoderError            x264, the muxer or the audio's ffmpeg failed (their words attached)
 
 ``DraftError`` and ``MediaError`` are the caller's fault and will fail again the same
 way; ``RenderTimeout`` and ``EncoderError`` are the renderer's and may succeed on retry.
@@ -43,7 +43,7 @@ class MediaError(RenderError):
 
 
 class RenderTimeout(RenderError):
-    """The render exceeded its time limit; ffmpeg was killed."""
+    """The render exceeded its time limit and was stopped."""
 
     retryable = True
 
@@ -53,7 +53,7 @@ class RenderCancelled(RenderError):
 
 
 class EncoderError(RenderError):
-    """ffmpeg exited with an error that the draft and media checks did not predict."""
+    """The encoder failed in a way the draft and media checks did not predict."""
 
     retryable = True
 
