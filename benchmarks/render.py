@@ -186,6 +186,14 @@ def make_photo(path: Path, seed: int) -> None:
     )
 
 
+def make_photos(folder: Path, count: int, seed: int) -> list[Path]:
+    """``count`` photos (:func:`make_photo`, seeds ``seed``, ``seed + 1``...) in ``folder``."""
+    photos = [folder / f"photo-{index + 1:02d}.jpg" for index in range(count)]
+    for index, photo in enumerate(photos):
+        make_photo(photo, seed + index)
+    return photos
+
+
 def slideshow(sources: list[str], segment_ms: int = SEGMENT_MS) -> list[dict[str, Any]]:
     """The photo track's segments: each photo with Ken Burns motion, crossfading into
     the next."""
@@ -243,13 +251,15 @@ def frames_to_raw(draft: dict[str, Any], media: Path, raw: Path, quality: Qualit
         for planes in draft_frames(draft, media, quality):
             for plane in planes:
                 out.write(np.ascontiguousarray(plane))
-    settle(raw)
 
 
-def settle(path: Path) -> None:
-    """Write ``path`` through to the disk now: 2.8 GB of dirty pages would otherwise be
-    written back during the next timed run, and slow it."""
-    with path.open("rb+") as file:
+def settle(raw: Path, frames: int) -> None:
+    """Check that ``raw`` holds ``frames`` frames, and write it through to the disk now:
+    2.8 GB of dirty pages would otherwise be written back during the next timed run."""
+    expected = frames * WIDTH * HEIGHT * 3 // 2
+    if raw.stat().st_size != expected:
+        raise BenchmarkError(f"{raw} has {raw.stat().st_size} bytes, expected {expected}")
+    with raw.open("rb+") as file:
         os.fsync(file.fileno())
 
 
@@ -259,10 +269,7 @@ def decode_to_raw(video: Path, raw: Path, frames: int) -> None:
         ["-i", str(video), "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "yuv420p", str(raw)],
         "decoding the render to raw frames",
     )
-    expected = frames * WIDTH * HEIGHT * 3 // 2
-    if raw.stat().st_size != expected:
-        raise BenchmarkError(f"{raw} has {raw.stat().st_size} bytes, expected {expected}")
-    settle(raw)
+    settle(raw, frames)
 
 
 def time_floor(raw: Path, output: Path, quality: Quality) -> float:
@@ -407,11 +414,7 @@ def benchmark(args: argparse.Namespace, quality: Quality, workdir: Path, raw: Pa
     media = workdir / "media"
     media.mkdir()
     started = time.perf_counter()
-    photos = []
-    for index in range(PHOTO_COUNT):
-        photo = media / f"photo-{index + 1:02d}.jpg"
-        make_photo(photo, args.seed + index)
-        photos.append(photo)
+    photos = make_photos(media, PHOTO_COUNT, args.seed)
     music = workdir / "music.wav"
     write_wav(music, synthesize(DURATION_S))
     draft = make_draft(photos)
@@ -430,9 +433,7 @@ def benchmark(args: argparse.Namespace, quality: Quality, workdir: Path, raw: Pa
     floor_s: list[float] = []
     probes: list[Probe] = []
     frames_to_raw(draft, media, raw, quality)
-    expected = timeline.frames * WIDTH * HEIGHT * 3 // 2
-    if raw.stat().st_size != expected:
-        raise BenchmarkError(f"{raw} has {raw.stat().st_size} bytes, expected {expected}")
+    settle(raw, timeline.frames)
     for run in range(1, args.runs + 1):
         reelyard_s.append(time_reelyard(draft, media, output, quality))
         probes.append(probe(output, audio=True))

@@ -32,7 +32,7 @@ from typing import Any
 
 import av
 import httpx
-from render import make_photo, slideshow  # bench-render's photos and photo track
+from render import make_photos, slideshow  # bench-render's photos and photo track
 from studio_streams import Studio, start_studio  # its studio process
 
 from studio.config import StudioConfig
@@ -248,11 +248,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="reelyard-studio-render-") as scratch:
         workdir = Path(scratch)
         started = time.perf_counter()
-        photos = []
-        for index in range(PHOTOS):
-            path = workdir / f"photo-{index + 1}.jpg"
-            make_photo(path, args.seed + index)
-            photos.append(path)
+        photos = make_photos(workdir, PHOTOS, args.seed)
         progress(f"made {PHOTOS} photos in {time.perf_counter() - started:.1f} s")
         results: dict[int, PoolResult] = {}
         # alternating, so that a busy spell of a shared machine falls on every size alike

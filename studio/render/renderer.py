@@ -50,7 +50,7 @@ Frame = tuple[Plane, Plane, Plane]
 @dataclass(frozen=True)
 class RenderOptions:
     quality: Quality = Quality.HIGH
-    #: seconds before ffmpeg is killed; default: a minute plus ten times the video's length
+    #: seconds before the render is stopped; default: a minute plus ten times its length
     timeout_s: float | None = None
     #: the ffmpeg binary that mixes the audio; default: the one imageio-ffmpeg ships
     ffmpeg: str | None = None

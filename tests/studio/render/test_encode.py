@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import subprocess
 from pathlib import Path
 
 import av
@@ -17,7 +18,7 @@ from studio.render import (
     parse_timeline,
     render_draft,
 )
-from studio.render.encode import x264_args, x264_options
+from studio.render.encode import TAG_BT709, default_ffmpeg, raw_input_args, x264_args
 from tests.studio.render.factory import RED, files_in, frames_rgb, photo, small_draft, wav_tone
 
 pytestmark = pytest.mark.slow
@@ -102,9 +103,35 @@ def test_draft_frames_are_every_frame_of_the_render_in_yuv420p(media):
     assert frames[-1][1].mean() > 200
 
 
-def test_the_command_line_encoder_is_the_same_x264(tmp_path):
-    for quality in Quality:
-        args = x264_args(quality)
-        for key, value in x264_options(quality).items():
-            assert args[args.index(f"-{key}") + 1] == value
-    assert "x264-params" in x264_options(Quality.HIGH)
+def x264_settings(video: Path) -> str:
+    """The settings x264 writes into the stream it makes (its SEI: ``options: ...``)."""
+    data = video.read_bytes()
+    start = data.index(b"options: ")
+    return data[start : data.index(b"\x00", start)].decode("ascii")
+
+
+def test_the_command_line_floor_encodes_with_the_renders_own_x264_settings(media, tmp_path):
+    """What bench-render's floor runs (ffmpeg's x264 on the raw frames) is the render's
+    encoder, settings and threading alike."""
+    draft = small_draft(photo("texture.jpg", 1000, motion="zoom_in"), w=640, h=360)
+    render_draft(draft, media, tmp_path / "render.mp4", RenderOptions(quality=Quality.HIGH))
+    raw = tmp_path / "frames.yuv"
+    with raw.open("wb") as out:
+        for planes in draft_frames(draft, media, Quality.HIGH):
+            for plane in planes:
+                out.write(np.ascontiguousarray(plane))
+    floor = tmp_path / "floor.mp4"
+    canvas = parse_timeline(draft).canvas
+    subprocess.run(
+        [
+            default_ffmpeg(), "-hide_banner", "-nostdin", "-loglevel", "error",
+            *raw_input_args(canvas, str(raw)), "-vf", TAG_BT709,
+            *x264_args(Quality.HIGH), "-an", str(floor),
+        ],
+        check=True,
+    )  # fmt: skip
+    settings = x264_settings(tmp_path / "render.mp4")
+    assert "subme=1" in settings
+    assert "mbtree=1" in settings
+    assert "sliced_threads=0" in settings  # frame threads, not PyAV's default
+    assert settings == x264_settings(floor)
